@@ -1,0 +1,67 @@
+# Two commands for users: `make up` (deploy) and `make test` (every test suite).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+COLLECTIONS := $(CURDIR)/.collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/dbonk8s/postgresql
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help up test venv dev-venv collection system-deps lint sanity units integration molecule manifests changelog-lint bench clean
+
+help:
+	@echo "make up    - virtualenv, collection, then ansible-playbook site.yml"
+	@echo "make test  - install test needs (PostgreSQL 15 server if missing), run every suite"
+
+$(VENV)/.runtime: requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.runtime
+dev-venv: $(VENV)/.dev
+
+collection: venv
+	@hack/install-collection.sh "$(COLLECTIONS)"
+
+up: collection
+	$(BIN)/ansible-playbook site.yml $(ARGS)
+
+system-deps:
+	@hack/install-system-deps.sh
+
+test: dev-venv collection system-deps
+	$(MAKE) --no-print-directory lint sanity units manifests integration molecule
+
+lint: dev-venv collection
+	cd $(COLLECTION_LINK) && $(BIN)/ansible-lint --profile production
+
+sanity: dev-venv
+	@hack/ansible-test-sanity.sh
+
+units: dev-venv collection
+	$(BIN)/pytest -q tests/unit
+
+manifests: dev-venv collection
+	$(BIN)/pytest -q tests/manifests
+
+integration: dev-venv collection system-deps
+	$(BIN)/pytest -q tests/localpods tests/integration
+
+molecule: dev-venv collection
+	$(BIN)/molecule test --all
+
+bench: dev-venv collection system-deps
+	@for b in hack/bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(COLLECTIONS) build tests/output
