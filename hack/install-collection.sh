@@ -26,7 +26,9 @@ PY
 if [ -d "$collections/ansible_collections/kubernetes/core" ]; then
   exit 0
 fi
-if timeout 20 "$bin/ansible-galaxy" collection install -r "$root/requirements.yml" -p "$collections" \
+# --force: a copy from the ansible package would otherwise satisfy the request and Galaxy would
+# never be asked; when Galaxy answers, its copy in $collections takes precedence.
+if timeout 60 "$bin/ansible-galaxy" collection install --force -r "$root/requirements.yml" -p "$collections" \
      >/dev/null 2>&1; then
   echo "kubernetes.core installed from Ansible Galaxy into $collections"
 elif [ -n "$shipped" ]; then
