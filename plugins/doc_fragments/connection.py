@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbonk8s.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+# Mirrors plugins/module_utils/_connection.py CONNECTION_ARGSPEC exactly (names, types, defaults,
+# aliases, choices); tests/unit/plugins/module_utils/test_connection.py checks it.
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  transport:
+    description:
+      - How to reach the cluster.
+      - V(kubernetes) uses the Kubernetes API (and pod exec) through the C(kubernetes) Python library.
+      - V(local) operates a cluster run by the collection's local pod runtime (C(tests/localpods)), found in
+        O(local_runtime_dir); meant for development and tests.
+    type: str
+    choices: [kubernetes, local]
+    default: kubernetes
+  kubeconfig:
+    description:
+      - Path to a kubeconfig file.
+      - Without O(kubeconfig), O(context) and O(host), the in-cluster service account is used when the
+        module runs in a pod, else the default kubeconfig (E(KUBECONFIG) or C(~/.kube/config)).
+      - Can also be set with the E(K8S_AUTH_KUBECONFIG) environment variable.
+    type: path
+  context:
+    description:
+      - Name of a context of the kubeconfig file.
+      - Can also be set with the E(K8S_AUTH_CONTEXT) environment variable.
+    type: str
+  host:
+    description:
+      - URL of the Kubernetes API server.
+      - With O(host) and neither O(kubeconfig) nor O(context), no kubeconfig is read, so credentials
+        must come from O(api_key) or O(client_cert) and O(client_key).
+      - Can also be set with the E(K8S_AUTH_HOST) environment variable.
+    type: str
+  api_key:
+    description:
+      - Bearer token to authenticate with the API.
+      - Can also be set with the E(K8S_AUTH_API_KEY) environment variable.
+    type: str
+  validate_certs:
+    description:
+      - Whether to verify the API server's TLS certificate.
+      - Can also be set with the E(K8S_AUTH_VERIFY_SSL) environment variable.
+    type: bool
+    aliases: [verify_ssl]
+  ca_cert:
+    description:
+      - Path to the CA certificate (full chain) that signed the API server's certificate.
+      - Can also be set with the E(K8S_AUTH_SSL_CA_CERT) environment variable.
+    type: path
+    aliases: [ssl_ca_cert]
+  client_cert:
+    description:
+      - Path to a client certificate to authenticate with the API.
+      - Can also be set with the E(K8S_AUTH_CERT_FILE) environment variable.
+    type: path
+    aliases: [cert_file]
+  client_key:
+    description:
+      - Path to the key of O(client_cert).
+      - Can also be set with the E(K8S_AUTH_KEY_FILE) environment variable.
+    type: path
+    aliases: [key_file]
+  proxy:
+    description:
+      - URL of an HTTP proxy for the API connection. E(HTTP_PROXY) and friends are not used.
+      - Can also be set with the E(K8S_AUTH_PROXY) environment variable.
+    type: str
+  local_runtime_dir:
+    description:
+      - Directory of a running local pod runtime (it holds C(runtime.json) and C(api/)).
+      - Required with O(transport=local), ignored otherwise.
+      - Can also be set with the E(DBONK8S_LOCAL_RUNTIME_DIR) environment variable.
+    type: path
+  namespace:
+    description:
+      - Namespace of the cluster.
+    type: str
+    default: postgres
+  statefulset:
+    description:
+      - Name of the cluster's StatefulSet; its pods C(<statefulset>-<ordinal>) matching its
+        C(spec.selector) are the members.
+      - When neither O(statefulset) nor O(label_selector) is set, C(postgres) is used.
+      - Mutually exclusive with O(label_selector).
+    type: str
+  label_selector:
+    description:
+      - Labels (equality only) that select the member pods, instead of a StatefulSet.
+      - Mutually exclusive with O(statefulset).
+    type: dict
+  container:
+    description:
+      - Container of the pods that runs PostgreSQL; commands are executed in it.
+    type: str
+    default: postgres
+requirements:
+  - kubernetes >= 24.2.0 (Python library, for O(transport=kubernetes))
+notes:
+  - The credentials need C(get) and C(list) on pods, C(get) on statefulsets, configmaps and services,
+    and C(create) on C(pods/exec) in O(namespace). Reading the namespace itself is optional.
+  - Commands run in the pods through pod exec as argument lists; no shell is involved.
+  - Options can be set once for every module of the collection with
+    C(module_defaults) and the action group C(group/dbonk8s.postgresql.cluster).
+"""

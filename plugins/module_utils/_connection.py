@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbonk8s.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The options every module of the collection shares, mirrored by doc fragment ``connection``.
+
+Keep ``plugins/doc_fragments/connection.py`` identical in names, types, defaults, aliases and
+choices: ansible-test's validate-modules compares each module's DOCUMENTATION with its argspec,
+and the unit tests compare this dict with the fragment.
+
+The Kubernetes API options fall back to the ``K8S_AUTH_*`` environment variables that
+kubernetes.core uses, so an environment set up for kubernetes.core works unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ansible.module_utils.basic import env_fallback
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import StatefulSetMembers
+
+CONNECTION_ARGSPEC: dict[str, dict[str, Any]] = {
+    "transport": {"type": "str", "default": "kubernetes", "choices": ["kubernetes", "local"]},
+    "kubeconfig": {"type": "path", "fallback": (env_fallback, ["K8S_AUTH_KUBECONFIG"])},
+    "context": {"type": "str", "fallback": (env_fallback, ["K8S_AUTH_CONTEXT"])},
+    "host": {"type": "str", "fallback": (env_fallback, ["K8S_AUTH_HOST"])},
+    "api_key": {"type": "str", "no_log": True, "fallback": (env_fallback, ["K8S_AUTH_API_KEY"])},
+    "validate_certs": {"type": "bool", "aliases": ["verify_ssl"], "fallback": (env_fallback, ["K8S_AUTH_VERIFY_SSL"])},
+    "ca_cert": {"type": "path", "aliases": ["ssl_ca_cert"], "fallback": (env_fallback, ["K8S_AUTH_SSL_CA_CERT"])},
+    "client_cert": {"type": "path", "aliases": ["cert_file"], "fallback": (env_fallback, ["K8S_AUTH_CERT_FILE"])},
+    "client_key": {"type": "path", "aliases": ["key_file"], "no_log": False, "fallback": (env_fallback, ["K8S_AUTH_KEY_FILE"])},
+    "proxy": {"type": "str", "fallback": (env_fallback, ["K8S_AUTH_PROXY"])},
+    "local_runtime_dir": {"type": "path", "fallback": (env_fallback, ["DBONK8S_LOCAL_RUNTIME_DIR"])},
+    "namespace": {"type": "str", "default": "postgres"},
+    # No default here, so that it can be mutually exclusive with label_selector; without either,
+    # members_from_params() uses DEFAULT_STATEFULSET.
+    "statefulset": {"type": "str"},
+    "label_selector": {"type": "dict"},
+    "container": {"type": "str", "default": "postgres"},
+}
+
+# Options of the kubernetes transport; with transport=local they must not be set.
+KUBERNETES_ONLY = ("kubeconfig", "context", "host", "api_key", "validate_certs", "ca_cert", "client_cert", "client_key", "proxy")
+
+DEFAULT_STATEFULSET = "postgres"
+
+CONNECTION_REQUIRED_IF = [("transport", "local", ["local_runtime_dir"])]
+CONNECTION_MUTUALLY_EXCLUSIVE = [("statefulset", "label_selector")]
+
+
+def connection_argument_spec() -> dict[str, dict[str, Any]]:
+    """A fresh copy of the shared options, to extend with a module's own."""
+    return copy.deepcopy(CONNECTION_ARGSPEC)
+
+
+def members_from_params(params: dict[str, Any]) -> StatefulSetMembers:
+    """Which pods form the cluster: the StatefulSet (default ``postgres``) or a label selector."""
+    selector = params.get("label_selector")
+    if selector:
+        return StatefulSetMembers(label_selector={str(key): str(value) for key, value in selector.items()})
+    return StatefulSetMembers(statefulset=params.get("statefulset") or DEFAULT_STATEFULSET)
+
+
+def connection_warnings(params: dict[str, Any]) -> list[str]:
+    """Options that have no effect with the chosen transport (set by mistake, or by env)."""
+    if params.get("transport") != "local":
+        return []
+    ignored = [name for name in KUBERNETES_ONLY if params.get(name) is not None]
+    if not ignored:
+        return []
+    return [f"transport=local ignores {', '.join(ignored)}"]
