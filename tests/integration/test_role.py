@@ -1,0 +1,225 @@
+"""The pg_cluster role run for real by ansible-playbook: render-only, variable checks, secrets.
+
+Every test starts ansible-playbook as a user would (site.yml at the repository root). Render-only
+touches no cluster, so these run anywhere; the deployment itself is covered by molecule/kind.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ROLE = REPO / "roles" / "pg_cluster"
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+# Ansible starts slowly on small machines; this only bounds a hung run, it asserts nothing.
+RUN_TIMEOUT = 600
+ENGINE_SENTENCE = (
+    "kind needs a running container engine (Docker or Podman) and none answered: start Docker, "
+    "or deploy to an existing cluster with -e pg_cluster_target=existing"
+)
+TOOLS = ("docker", "podman", "kind", "kubectl")
+
+
+@dataclass
+class Run:
+    rc: int
+    output: str
+
+
+def expected_files() -> list[str]:
+    return sorted(p.name.removesuffix(".j2") for p in (ROLE / "templates" / "manifests").glob("*.yaml.j2"))
+
+
+@pytest.fixture(scope="module")
+def tripwire(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bin directory, first on PATH, whose docker/podman/kind/kubectl only record being called."""
+    bin_dir = tmp_path_factory.mktemp("tripwire")
+    log = bin_dir / "calls.log"
+    for tool in TOOLS:
+        script = bin_dir / tool
+        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\nexit 1\n')
+        script.chmod(0o755)
+    return bin_dir
+
+
+def playbook(*args: str, home: Path, path_prefix: Path | None = None, playbook_file: str = "site.yml") -> Run:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        # Keeps the role's defaults under HOME (bin dir, kind state) away from the real home.
+        HOME=str(home),
+        PATH=os.pathsep.join(
+            ([str(path_prefix)] if path_prefix else []) + [str(ANSIBLE_PLAYBOOK.parent), os.environ.get("PATH", "")]
+        ),
+    )
+    env.pop("KUBECONFIG", None)
+    done = subprocess.run(
+        [str(ANSIBLE_PLAYBOOK), playbook_file, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    return Run(done.returncode, done.stdout)
+
+
+def render(manifest_dir: Path, *extra: str, home: Path, tripwire: Path | None = None) -> Run:
+    return playbook(
+        "-e",
+        "pg_cluster_render_only=true",
+        "-e",
+        f"pg_cluster_manifest_dir={manifest_dir}",
+        *extra,
+        home=home,
+        path_prefix=tripwire,
+    )
+
+
+def documents(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def passwords(manifest_dir: Path) -> list[str]:
+    (secret,) = documents(manifest_dir / "10-secret.yaml")
+    return [base64.b64decode(value).decode() for value in secret["data"].values()]
+
+
+@dataclass
+class Rendered:
+    manifest_dir: Path
+    first: Run
+    second: Run
+    # Kept out of the repr, so that a failing assertion does not print it.
+    secret_after_first: bytes = field(repr=False)
+
+
+@pytest.fixture(scope="module")
+def rendered_twice(tmp_path_factory: pytest.TempPathFactory, tripwire: Path) -> Iterator[Rendered]:
+    """Three members rendered twice with -v --diff, as a user re-running it would."""
+    home = tmp_path_factory.mktemp("home")
+    manifest_dir = tmp_path_factory.mktemp("render") / "manifests"
+    first = render(manifest_dir, "-v", "--diff", home=home, tripwire=tripwire)
+    assert first.rc == 0, first.output
+    secret = (manifest_dir / "10-secret.yaml").read_bytes()
+    second = render(manifest_dir, "-v", "--diff", home=home, tripwire=tripwire)
+    yield Rendered(manifest_dir, first, second, secret)
+
+
+def assert_rendered(manifest_dir: Path, members: int) -> None:
+    assert sorted(p.name for p in manifest_dir.iterdir()) == expected_files()
+    statefulsets = [doc for doc in documents(manifest_dir / "70-statefulset.yaml") if doc["kind"] == "StatefulSet"]
+    assert [s["spec"]["replicas"] for s in statefulsets] == [members]
+    assert (manifest_dir / "10-secret.yaml").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize("members", [1, 5])
+def test_render_only_writes_every_manifest(members: int, tmp_path: Path, tripwire: Path) -> None:
+    manifest_dir = tmp_path / "manifests"
+    run = render(manifest_dir, "-e", f"pg_cluster_members={members}", home=tmp_path, tripwire=tripwire)
+
+    assert run.rc == 0, run.output
+    assert_rendered(manifest_dir, members)
+
+
+def test_render_only_writes_every_manifest_for_the_default_three_members(rendered_twice: Rendered) -> None:
+    assert rendered_twice.first.rc == 0, rendered_twice.first.output
+    assert_rendered(rendered_twice.manifest_dir, 3)
+
+
+def test_render_only_touches_no_tool_engine_or_cluster(rendered_twice: Rendered, tripwire: Path) -> None:
+    assert rendered_twice.first.rc == 0
+    assert not (tripwire / "calls.log").exists(), (tripwire / "calls.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("pg_cluster_members", "0"),
+        ("pg_cluster_sync_mode", "bogus"),
+        ("pg_cluster_sync_count", "3"),
+        ("pg_cluster_name", "Not_A_DNS_Label"),
+    ],
+)
+def test_bad_variable_is_refused_by_name_before_any_change(variable: str, value: str, tmp_path: Path) -> None:
+    manifest_dir = tmp_path / "manifests"
+    run = render(manifest_dir, "-e", f"{variable}={value}", home=tmp_path)
+
+    assert run.rc != 0
+    assert variable in run.output
+    assert not manifest_dir.exists()
+
+
+def test_rerun_keeps_the_secret_and_changes_nothing(rendered_twice: Rendered) -> None:
+    assert rendered_twice.second.rc == 0, rendered_twice.second.output
+    assert (rendered_twice.manifest_dir / "10-secret.yaml").read_bytes() == rendered_twice.secret_after_first
+    recap = [line for line in rendered_twice.second.output.splitlines() if line.startswith("localhost")]
+    assert recap and "changed=0" in recap[-1], recap
+    assert "failed=0" in recap[-1]
+
+
+def test_no_password_in_output_or_configmaps(rendered_twice: Rendered) -> None:
+    secrets = passwords(rendered_twice.manifest_dir)
+    assert len(secrets) == 2 and all(len(p) >= 16 for p in secrets)
+    configmaps = [
+        doc
+        for path in rendered_twice.manifest_dir.glob("*.yaml")
+        for doc in documents(path)
+        if doc["kind"] == "ConfigMap"
+    ]
+    assert configmaps
+    for secret in secrets:
+        encoded = base64.b64encode(secret.encode()).decode()
+        for run in (rendered_twice.first, rendered_twice.second):
+            assert secret not in run.output
+            assert encoded not in run.output
+        for configmap in configmaps:
+            assert secret not in yaml.safe_dump(configmap), configmap["metadata"]["name"]
+
+
+def test_check_mode_of_render_only_writes_nothing(tmp_path: Path, tripwire: Path) -> None:
+    manifest_dir = tmp_path / "manifests"
+    run = render(manifest_dir, "--check", "--diff", home=tmp_path, tripwire=tripwire)
+
+    assert run.rc == 0, run.output
+    assert not manifest_dir.exists()
+
+
+def engine_answers() -> bool:
+    for engine in ("docker", "podman"):
+        binary = shutil.which(engine)
+        if binary is None:
+            continue
+        try:
+            done = subprocess.run([binary, "info"], capture_output=True, timeout=15, check=False)
+        except subprocess.TimeoutExpired:
+            continue
+        if done.returncode == 0:
+            return True
+    return False
+
+
+@pytest.mark.skipif(engine_answers(), reason="a container engine answers here: site.yml would really deploy")
+def test_site_without_container_engine_stops_with_one_sentence(tmp_path: Path) -> None:
+    run = playbook(home=tmp_path)
+
+    assert run.rc != 0
+    assert ENGINE_SENTENCE in " ".join(run.output.split())
+    assert "Traceback" not in run.output
+    # Stopped before any download or kind config.
+    assert not (tmp_path / ".local").exists()
