@@ -11,7 +11,7 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help up test venv dev-venv collection system-deps lint sanity units integration molecule manifests changelog-lint bench clean
+.PHONY: help up test venv dev-venv collection system-deps lint sanity units integration molecule manifests changelog-lint docs-check bench clean
 
 help:
 	@echo "make up    - virtualenv, collection, then ansible-playbook site.yml"
@@ -40,13 +40,20 @@ system-deps:
 	@hack/install-system-deps.sh
 
 test: dev-venv collection system-deps
-	$(MAKE) --no-print-directory lint sanity units manifests integration molecule
+	$(MAKE) --no-print-directory lint sanity changelog-lint docs-check units manifests integration molecule
 
 lint: dev-venv collection
 	cd $(COLLECTION_LINK) && $(BIN)/ansible-lint --profile production
 
 sanity: dev-venv
 	@hack/ansible-test-sanity.sh
+
+changelog-lint: dev-venv
+	$(BIN)/antsibull-changelog lint
+	$(BIN)/antsibull-changelog lint-changelog-yaml changelogs/changelog.yaml
+
+docs-check: dev-venv collection
+	@hack/docs-check.sh
 
 units: dev-venv collection
 	$(BIN)/pytest -q tests/unit
@@ -58,7 +65,7 @@ integration: dev-venv collection system-deps
 	$(BIN)/pytest -q tests/localpods tests/integration
 
 molecule: dev-venv collection
-	$(BIN)/molecule test --all
+	@hack/molecule.sh
 
 bench: dev-venv collection system-deps
 	@for b in hack/bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
