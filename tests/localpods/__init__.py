@@ -1,0 +1,1 @@
+"""The local pod runtime: runs the rendered StatefulSet's pods as local processes (see README)."""

@@ -1,0 +1,254 @@
+"""pytest fixtures of the local pod runtime, for this package's tests and for tests/integration.
+
+- ``localpods_manifests`` (session): the role's render-only output with default variables, rendered
+  once by ansible-playbook (or taken from ``$LOCALPODS_MANIFESTS`` when set, to skip rendering).
+- ``localpods_factory`` (function): starts runtimes (``LocalPods``); brings every one it started down
+  at the end and fails the test if any of their processes is left behind.
+- ``localpods_cluster`` (module): one running cluster from ``localpods_manifests``, shared by the
+  tests of a module, which must leave it healthy (every member ready) for the next test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from tests.localpods import cli
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cli.py")
+
+RENDER_PLAYBOOK = """\
+- name: Render the manifests for the local pod runtime
+  hosts: localhost
+  gather_facts: false
+  connection: local
+  roles:
+    - role: dbonk8s.postgresql.pg_cluster
+      vars:
+        pg_cluster_render_only: true
+        pg_cluster_manifest_dir: "{{ localpods_manifest_dir }}"
+"""
+
+
+def render_manifests(directory: str, extra_vars: dict[str, Any] | None = None) -> str:
+    """Runs the role in render-only mode into ``directory``."""
+    os.makedirs(directory, exist_ok=True)
+    playbook = os.path.join(directory, "..", os.path.basename(directory) + "-render.yml")
+    with open(playbook, "w", encoding="utf-8") as handle:
+        handle.write(RENDER_PLAYBOOK)
+    env = dict(os.environ)
+    env.setdefault("ANSIBLE_CONFIG", os.path.join(REPO_ROOT, "ansible.cfg"))
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", os.path.join(REPO_ROOT, ".collections"))
+    bin_dir = os.path.dirname(sys.executable)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    variables = {"localpods_manifest_dir": os.path.abspath(directory), **(extra_vars or {})}
+    result = subprocess.run(
+        [os.path.join(bin_dir, "ansible-playbook"), playbook, "-e", json.dumps(variables)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"rendering failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+    return os.path.abspath(directory)
+
+
+def eventually(check: Callable[[], Any], timeout: float = 90, interval: float = 0.2, message: str = "") -> Any:
+    """The first truthy result of ``check``; fails the test after ``timeout`` seconds without one."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (AssertionError, subprocess.CalledProcessError, cli.LocalPodsError) as error:
+            last_error = error
+        time.sleep(interval)
+    pytest.fail(f"{message or 'condition'} not reached within {timeout}s; last error: {last_error!r}")
+
+
+class LocalPods:
+    """A running instance of the runtime, driven through its command line like a user would."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.state_dir = state_dir
+        with open(os.path.join(state_dir, "runtime.json"), encoding="utf-8") as handle:
+            self.info = json.load(handle)
+        self.namespace = self.info["namespace"]
+        self.statefulset = self.info["statefulset"]
+        self.daemon_pid = self.info["daemon_pid"]
+        self.up = True
+
+    @property
+    def runtime_dir(self) -> str:
+        return self.state_dir
+
+    def __str__(self) -> str:
+        return self.state_dir
+
+    @classmethod
+    def start(cls, manifest_dir: str, replicas: int | None = None, timeout: float = 240) -> "LocalPods":
+        return cls(cli.up(manifest_dir, None, replicas, timeout, True, []))
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, CLI, "--state-dir", self.state_dir, *args], capture_output=True, text=True, check=False)
+        if check and result.returncode != 0:
+            raise AssertionError(f"localpods {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def exec(self, pod: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Runs argv in the pod exactly as the modules do: runtime.json's exec_argv."""
+        result = subprocess.run([*self.info["exec_argv"], pod, "--", *argv], capture_output=True, text=True, check=False, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"exec in {pod} {list(argv)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def psql(self, pod: str, sql: str) -> str:
+        return self.exec(pod, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-A", "-t", "-d", "postgres", "-c", sql).stdout.strip()
+
+    def store(self):
+        """The runtime's API store (LocalApiStore), as the modules see it."""
+        return cli._store(self.state_dir)  # pylint: disable=protected-access
+
+    def pod(self, name: str) -> dict:
+        for pod in cli.pods(self.state_dir):
+            if pod["metadata"]["name"] == name:
+                return pod
+        # An AssertionError, so that eventually() retries while a deleted pod is being recreated.
+        raise AssertionError(f"no pod {name} (yet)")
+
+    def pods(self) -> list[dict]:
+        return cli.pods(self.state_dir)
+
+    def restart_count(self, name: str) -> int:
+        return int(self.pod(name)["status"]["containerStatuses"][0].get("restartCount", 0))
+
+    def wait_ready(self, replicas: int | None = None, timeout: float = 180) -> None:
+        cli.wait_ready(self.state_dir, replicas, timeout)
+
+    def pod_names(self) -> list[str]:
+        return [p["metadata"]["name"] for p in self.pods()]
+
+    def primary_and_standbys(self) -> tuple[str, list[str]]:
+        primary, standbys = None, []
+        for name in self.pod_names():
+            if self.psql(name, "SELECT pg_is_in_recovery()") == "f":
+                primary = name
+            else:
+                standbys.append(name)
+        assert primary is not None, "no member runs as primary"
+        return primary, standbys
+
+    def streaming(self, primary: str) -> dict[str, str]:
+        """application_name -> sync_state of the standbys streaming from ``primary``."""
+        rows = self.psql(primary, "SELECT application_name, sync_state FROM pg_stat_replication WHERE state = 'streaming'")
+        return dict(line.split("|") for line in rows.splitlines() if line)
+
+    def log(self, pod: str, container: str = "postgres") -> str:
+        with open(os.path.join(self.state_dir, "pods", pod, "logs", container + ".log"), encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+
+    def volume_dir(self, claim: str) -> str:
+        return os.path.join(self.state_dir, "volumes", claim)
+
+    def processes(self) -> set[tuple[int, str]]:
+        """(pid, start time) of the daemon and of every process in the pods' mount namespaces."""
+        found: set[tuple[int, str]] = set()
+        namespaces = set()
+        for pod_dir in os.listdir(os.path.join(self.state_dir, "pods")):
+            try:
+                with open(os.path.join(self.state_dir, "pods", pod_dir, "exec.json"), encoding="utf-8") as handle:
+                    pause = json.load(handle)["pause_pid"]
+                namespaces.add(os.readlink(f"/proc/{pause}/ns/mnt"))
+            except (OSError, ValueError, KeyError):
+                continue
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if int(entry) == self.daemon_pid or os.readlink(f"/proc/{entry}/ns/mnt") in namespaces:
+                    found.add((int(entry), _start_time(int(entry))))
+            except OSError:
+                continue
+        return found
+
+    def down(self) -> None:
+        if self.up:
+            cli.down(self.state_dir)
+            self.up = False
+
+
+def _start_time(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+        data = handle.read()
+    return data[data.rindex(")") + 2 :].split()[19]
+
+
+def still_running(processes: set[tuple[int, str]]) -> list[int]:
+    """The processes of ``processes`` that still exist (same PID and start time, not a zombie)."""
+    left = []
+    for pid, started in processes:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+                data = handle.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(")") + 2 :].split()
+        if fields[19] == started and fields[0] not in ("Z", "X"):
+            left.append(pid)
+    return left
+
+
+@pytest.fixture(scope="session")
+def localpods_manifests(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if os.environ.get("LOCALPODS_MANIFESTS"):
+        return os.path.abspath(os.environ["LOCALPODS_MANIFESTS"])
+    return render_manifests(str(tmp_path_factory.mktemp("localpods") / "manifests"))
+
+
+@pytest.fixture
+def localpods_factory() -> Iterator[Callable[..., LocalPods]]:
+    started: list[tuple[LocalPods, set]] = []
+
+    def start(manifest_dir: str, replicas: int | None = None) -> LocalPods:
+        runtime = LocalPods.start(manifest_dir, replicas)
+        started.append((runtime, set()))
+        return runtime
+
+    yield start
+    _down_all(started)
+
+
+def _down_all(started: list) -> None:
+    left: list[int] = []
+    for runtime, _ in started:
+        if runtime.up:
+            processes = runtime.processes()
+            runtime.down()
+            left += still_running(processes)
+    assert not left, f"processes left behind by the local pod runtime: {left}"
+
+
+@pytest.fixture(scope="module")
+def localpods_cluster(localpods_manifests: str) -> Iterator[LocalPods]:
+    runtime = LocalPods.start(localpods_manifests)
+    try:
+        yield runtime
+    finally:
+        _down_all([(runtime, set())])
+
+
+@pytest.fixture(scope="module")
+def local_cluster(localpods_cluster: LocalPods) -> LocalPods:
+    """The name the integration tests use: ``local_cluster.runtime_dir`` is the state directory."""
+    return localpods_cluster

@@ -1,0 +1,265 @@
+"""Issue 3 acceptance: the rendered StatefulSet runs for real on the local pod runtime.
+
+One cluster (default variables: 3 members, ANY 1 synchronous replication, WAL archive) is shared
+by the tests of this module, in order; each test leaves every member ready and streaming again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.localpods.fixtures import CLI, LocalPods, eventually, still_running
+
+PRIMARY = "postgres-0"
+STANDBYS = ["postgres-1", "postgres-2"]
+
+
+def all_streaming(cluster: LocalPods, primary: str = PRIMARY) -> bool:
+    return sorted(cluster.streaming(primary)) == sorted(n for n in cluster.pod_names() if n != primary)
+
+
+def settle(cluster: LocalPods) -> None:
+    cluster.wait_ready(3)
+    eventually(lambda: all_streaming(cluster, cluster.primary_and_standbys()[0]), message="every standby streaming from the primary")
+
+
+def system_identifier(cluster: LocalPods, pod: str) -> str:
+    return cluster.psql(pod, "SELECT system_identifier FROM pg_control_system()")
+
+
+def test_members_up_with_synchronous_streaming(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    assert cluster.pod_names() == [PRIMARY, *STANDBYS]
+    settle(cluster)
+    assert cluster.primary_and_standbys() == (PRIMARY, STANDBYS)
+    assert cluster.psql(PRIMARY, "SHOW synchronous_standby_names") == 'ANY 1 ("postgres-0", "postgres-1", "postgres-2")'
+    # ANY 1 of the listed names: every streaming standby is a quorum candidate.
+    assert cluster.streaming(PRIMARY) == {"postgres-1": "quorum", "postgres-2": "quorum"}
+    # One system: the standbys are clones of the primary, initialised with data checksums.
+    assert {system_identifier(cluster, pod) for pod in cluster.pod_names()} == {system_identifier(cluster, PRIMARY)}
+    assert cluster.psql(PRIMARY, "SHOW data_checksums") == "on"
+    assert cluster.psql(PRIMARY, "SHOW password_encryption") == "scram-sha-256"
+    assert cluster.psql(PRIMARY, "SELECT rolreplication FROM pg_roles WHERE rolname = 'replicator'") == "t"
+    # The pods' identity as Kubernetes gives it: hostname and the headless Service names.
+    assert cluster.exec("postgres-1", "hostname").stdout.strip() == "postgres-1"
+    primary_ip = cluster.pod(PRIMARY)["status"]["podIP"]
+    for name in ("postgres-0.postgres", "postgres-0.postgres.postgres.svc.cluster.local"):
+        assert cluster.exec("postgres-2", "getent", "hosts", name).stdout.split()[0] == primary_ip
+
+
+def test_row_written_on_primary_is_read_on_both_standbys(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    cluster.psql(PRIMARY, "CREATE TABLE acceptance (id int PRIMARY KEY, note text); INSERT INTO acceptance VALUES (1, 'written on the primary')")
+    for standby in STANDBYS:
+        eventually(
+            lambda pod=standby: cluster.psql(pod, "SELECT note FROM acceptance WHERE id = 1") == "written on the primary", message=f"the row on {standby}"
+        )
+
+
+def test_wal_segments_reach_the_archive(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    segment = cluster.psql(PRIMARY, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    cluster.psql(PRIMARY, "INSERT INTO acceptance VALUES (2, 'before the switch'); SELECT pg_switch_wal()")
+    archive = os.path.join(cluster.volume_dir("postgres-wal-archive"), "postgres", "postgres")
+    eventually(lambda: os.path.isfile(os.path.join(archive, segment)), message=f"{segment} in the archive")
+    assert os.path.getsize(os.path.join(archive, segment)) == 16 * 1024 * 1024
+    assert cluster.psql(PRIMARY, "SELECT failed_count FROM pg_stat_archiver") == "0"
+
+
+def test_archive_script_keeps_identical_and_refuses_different_files(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    script = "/etc/postgresql/scripts/archive-wal.sh"
+    name = "localpods-test-file"
+    cluster.exec(PRIMARY, "sh", "-c", "echo one > /tmp/one; echo two > /tmp/two")
+    try:
+        assert cluster.exec(PRIMARY, script, "/tmp/one", name, check=False).returncode == 0
+        again = cluster.exec(PRIMARY, script, "/tmp/one", name, check=False)
+        assert again.returncode == 0 and "already archived" in again.stderr
+        different = cluster.exec(PRIMARY, script, "/tmp/two", name, check=False)
+        assert different.returncode != 0 and different.stderr.startswith("archive-wal.sh: ")
+        assert cluster.exec(PRIMARY, "cat", f"/var/lib/postgresql/wal-archive/postgres/postgres/{name}").stdout == "one\n"
+    finally:
+        cluster.exec(PRIMARY, "rm", "-f", f"/var/lib/postgresql/wal-archive/postgres/postgres/{name}")
+
+
+def test_killed_standby_postgres_restarts_and_streams(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    before = cluster.restart_count("postgres-1")
+    killed = cluster.cli("kill", "postgres-1", "--signal", "KILL").stdout.split()
+    assert killed
+    eventually(lambda: cluster.restart_count("postgres-1") == before + 1, message="the container restarted")
+    settle(cluster)
+    assert "postgres exited unexpectedly" in cluster.log("postgres-1")
+    assert cluster.psql("postgres-1", "SELECT count(*) FROM acceptance") == "2"
+
+
+def test_deleted_standby_pod_reruns_init_and_keeps_its_data(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    identifier = system_identifier(cluster, "postgres-2")
+    inits = cluster.log("postgres-2", "init-postgres").count("localpods: starting init-postgres")
+    cluster.cli("delete-pod", "postgres-2")
+    settle(cluster)
+    init_log = cluster.log("postgres-2", "init-postgres")
+    assert init_log.count("localpods: starting init-postgres") == inits + 1
+    assert "data present" in init_log.rsplit("localpods: starting init-postgres", 1)[1]
+    assert system_identifier(cluster, "postgres-2") == identifier
+    cluster.psql(PRIMARY, "INSERT INTO acceptance VALUES (3, 'after the pod came back')")
+    eventually(lambda: cluster.psql("postgres-2", "SELECT count(*) FROM acceptance") == "3", message="postgres-2 replays again")
+
+
+def test_standby_with_deleted_volume_is_recloned(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    cluster.cli("delete-volume", "postgres-2", "pgdata")
+    settle(cluster)
+    last_init = cluster.log("postgres-2", "init-postgres").rsplit("localpods: starting init-postgres", 1)[1]
+    assert "cloning postgres-0.postgres" in last_init
+    assert system_identifier(cluster, "postgres-2") == system_identifier(cluster, PRIMARY)
+    assert cluster.psql("postgres-2", "SELECT count(*) FROM acceptance") == "3"
+
+
+def test_recreated_primary_pod_comes_back_as_primary_with_its_data(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    identifier = system_identifier(cluster, PRIMARY)
+    cluster.psql(PRIMARY, "INSERT INTO acceptance VALUES (4, 'before the primary pod went')")
+    cluster.cli("delete-pod", PRIMARY)
+    settle(cluster)
+    assert cluster.primary_and_standbys() == (PRIMARY, STANDBYS)
+    assert system_identifier(cluster, PRIMARY) == identifier
+    assert cluster.psql(PRIMARY, "SELECT count(*) FROM acceptance") == "4"
+    cluster.psql(PRIMARY, "INSERT INTO acceptance VALUES (5, 'after')")
+    for standby in STANDBYS:
+        eventually(lambda pod=standby: cluster.psql(pod, "SELECT count(*) FROM acceptance") == "5", message=f"{standby} follows the recreated primary")
+
+
+def test_held_member_waits_and_resumes_without_a_restart(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    restarts = cluster.restart_count("postgres-1")
+    cluster.exec("postgres-1", "sh", "-c", 'touch /var/run/postgresql/hold && pg_ctl -D "$PGDATA" -m fast -w stop')
+    eventually(lambda: not cli_ready(cluster, "postgres-1"), message="a held member is not ready")
+    assert cluster.exec("postgres-1", "/etc/postgresql/scripts/probe.sh", "live", check=False).returncode == 0
+    assert cluster.exec("postgres-1", "cat", "/var/run/postgresql/supervisor.phase").stdout.strip() == "held"
+    cluster.exec("postgres-1", "rm", "/var/run/postgresql/hold")
+    settle(cluster)
+    assert cluster.restart_count("postgres-1") == restarts
+
+
+def cli_ready(cluster: LocalPods, pod: str) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in cluster.pod(pod)["status"]["conditions"])
+
+
+def test_exec_reports_the_command_status_and_missing_pods(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    assert cluster.exec("postgres-1", "sh", "-c", "exit 7", check=False).returncode == 7
+    assert cluster.exec("postgres-1", "id", "-un").stdout.strip() == "postgres"
+    missing = cluster.exec("postgres-9", "true", check=False)
+    assert missing.returncode == 255 and missing.stderr.startswith("localpods:")
+    cluster.cli("stop", "postgres-2")
+    try:
+        stopped = cluster.exec("postgres-2", "true", check=False)
+        assert stopped.returncode == 255 and stopped.stderr.startswith("localpods:")
+    finally:
+        cluster.cli("start", "postgres-2")
+    settle(cluster)
+
+
+def test_former_primary_is_rewound_to_follow_the_recorded_primary(localpods_cluster: LocalPods) -> None:
+    """What a failover leaves behind: the old primary and a standby hold WAL the new primary never
+    had. Started against the new record, both are rewound (not re-initialised) and follow it."""
+    cluster = localpods_cluster
+    identifier = system_identifier(cluster, PRIMARY)
+    # Split history: postgres-1 is promoted while postgres-0 still runs and writes, and postgres-2
+    # still replicates from postgres-0.
+    cluster.psql("postgres-1", "SELECT pg_promote()")
+    cluster.exec("postgres-1", "sh", "-c", 'echo 2 > "$PGDATA/dbonk8s.epoch"')
+    cluster.psql(PRIMARY, "INSERT INTO acceptance VALUES (100, 'only on the old timeline')")
+    eventually(lambda: cluster.psql("postgres-2", "SELECT count(*) FROM acceptance WHERE id = 100") == "1", message="postgres-2 on the old history")
+    cluster.cli("stop", PRIMARY)
+    store = cluster.store()
+    record = store.get("ConfigMap", cluster.namespace, "postgres-primary")
+    record["data"] = {"primary": "postgres-1", "epoch": "2"}
+    store.replace(record)
+    cluster.cli("start", PRIMARY)
+    cluster.cli("delete-pod", "postgres-2")
+    settle(cluster)
+    assert cluster.primary_and_standbys() == ("postgres-1", ["postgres-0", "postgres-2"])
+    assert "pg_rewind decides" in cluster.log(PRIMARY)
+    # Synchronous again (ANY 1): the commit returns because a rewound standby confirmed it.
+    cluster.psql("postgres-1", "INSERT INTO acceptance VALUES (6, 'on the new timeline')")
+    for pod in ("postgres-0", "postgres-2"):
+        assert system_identifier(cluster, pod) == identifier
+        eventually(
+            lambda pod=pod: cluster.psql(pod, "SELECT string_agg(id::text, ',' ORDER BY id) FROM acceptance") == "1,2,3,4,5,6",
+            message=f"{pod} on the new history",
+        )
+        assert cluster.exec(pod, "sh", "-c", 'cat "$PGDATA/dbonk8s.epoch"').stdout.strip() == "2"
+    assert cluster.streaming("postgres-1") == {"postgres-0": "quorum", "postgres-2": "quorum"}
+
+
+def test_scale_down_keeps_the_volume_and_scale_up_rejoins(localpods_cluster: LocalPods) -> None:
+    cluster = localpods_cluster
+    primary, _ = cluster.primary_and_standbys()
+    highest = "postgres-2"
+    identifier = system_identifier(cluster, highest)
+    cluster.cli("scale", "2")
+    eventually(lambda: cluster.pod_names() == ["postgres-0", "postgres-1"], message="scaled down to 2")
+    assert os.path.isdir(cluster.volume_dir(f"pgdata-{highest}"))
+    eventually(lambda: highest not in cluster.streaming(primary), message=f"{highest} gone from pg_stat_replication")
+    cluster.cli("scale", "3")
+    settle(cluster)
+    assert system_identifier(cluster, highest) == identifier
+    assert "data present" in cluster.log(highest, "init-postgres").rsplit("localpods: starting init-postgres", 1)[1]
+
+
+def test_second_runtime_side_by_side_and_no_process_left(localpods_cluster: LocalPods, localpods_manifests: str) -> None:
+    cluster = localpods_cluster
+    other = LocalPods.start(localpods_manifests, replicas=1)
+    try:
+        assert other.pod(PRIMARY)["status"]["podIP"] != cluster.pod(PRIMARY)["status"]["podIP"]
+        assert other.psql(PRIMARY, "SELECT to_regclass('acceptance') IS NULL") == "t"
+        assert cluster.psql(PRIMARY, "SELECT count(*) FROM acceptance WHERE id < 100") == "6"
+    finally:
+        processes = other.processes()
+        other.down()
+    assert len(processes) >= 3, "pause, supervisor and postgres processes are expected"
+    assert still_running(processes) == []
+    assert not os.path.exists(other.state_dir)
+    # The shared cluster is still whole.
+    settle(cluster)
+
+
+def test_cli_status_lists_the_pods(localpods_cluster: LocalPods) -> None:
+    status = subprocess.run([sys.executable, CLI, "--state-dir", localpods_cluster.state_dir, "status"], capture_output=True, text=True, check=True).stdout
+    lines = status.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "READY", "STATUS"]
+    assert [line.split()[:2] for line in lines[1:]] == [[pod, "1/1"] for pod in [PRIMARY, *STANDBYS]]
+
+
+def test_recorded_primary_with_a_lost_volume_is_never_recreated_empty(localpods_cluster: LocalPods) -> None:
+    """Runs last on the shared cluster: it leaves it without a primary, as losing one does."""
+    cluster = localpods_cluster
+    primary, standbys = cluster.primary_and_standbys()
+    identifiers = {pod: system_identifier(cluster, pod) for pod in standbys}
+    cluster.cli("delete-volume", primary, "pgdata")
+    eventually(lambda: "never re-created empty" in cluster.log(primary, "init-postgres"), message="init.sh refusing")
+    assert not os.path.exists(os.path.join(cluster.volume_dir(f"pgdata-{primary}"), "pgdata"))
+    assert cluster.exec(primary, "true", check=False).returncode == 255
+    for pod, identifier in identifiers.items():
+        assert system_identifier(cluster, pod) == identifier
+        assert cluster.psql(pod, "SELECT count(*) FROM acceptance WHERE id < 100") == "6"
+    # A standby restarted while its primary is away still starts, ready to be failed over to.
+    restarted = standbys[0]
+    cluster.cli("delete-pod", restarted)
+    eventually(lambda: cli_ready(cluster, restarted), message=f"{restarted} ready without its primary")
+    assert "does not answer; starting as its standby anyway" in cluster.log(restarted)
+    assert cluster.psql(restarted, "SELECT pg_is_in_recovery()") == "t"
+    assert system_identifier(cluster, restarted) == identifiers[restarted]
+
+
+@pytest.mark.parametrize("command", [["status"], ["delete-pod", "postgres-0"]])
+def test_cli_without_runtime_fails_cleanly(tmp_path, command: list[str]) -> None:
+    result = subprocess.run([sys.executable, CLI, "--state-dir", str(tmp_path), *command], capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and result.stderr.startswith("localpods:")
