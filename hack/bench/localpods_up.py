@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Benchmark: time from `localpods up` to a healthy cluster (every member ready, every standby
 streaming), from the role's render-only output with default variables. Prints figures; asserts
 nothing about time (goal: under 10 s on an idle 2-core machine).

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Benchmark: time of pg_replication_info on clusters of 3 and 5 members of the local pod runtime.
 
 For each size, prints the median of N runs of:

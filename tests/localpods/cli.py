@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 """Command line of the local pod runtime.
 
 cli.py up MANIFEST_DIR [--state-dir DIR] [--replicas N]   start the daemon, wait until healthy
@@ -268,9 +268,9 @@ def main(argv: list[str] | None = None) -> int:
                     main_status = (status.get("containerStatuses") or [{}])[0]
                     state = main_status.get("state") or {}
                     reason = (state.get("waiting") or {}).get("reason") or status.get("phase")
-                    print(
-                        f"{pod['metadata']['name']:<16}{'1/1' if is_ready(pod) else '0/1':<7}{reason:<18}{main_status.get('restartCount', 0):<10}{status.get('podIP', '')}"
-                    )
+                    ready = "1/1" if is_ready(pod) else "0/1"
+                    restarts = main_status.get("restartCount", 0)
+                    print(f"{pod['metadata']['name']:<16}{ready:<7}{reason:<18}{restarts:<10}{status.get('podIP', '')}")
             return 0
         if args.command == "wait":
             wait_ready(args.state_dir, args.replicas, args.timeout)

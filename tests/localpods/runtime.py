@@ -639,7 +639,10 @@ class Pod:
 
     def publish(self) -> None:
         container = self.spec["containers"][0]
-        cond = lambda kind, value: {"type": kind, "status": "True" if value else "False", "lastProbeTime": None, "lastTransitionTime": now()}  # noqa: E731
+
+        def cond(kind: str, value: bool) -> dict:
+            return {"type": kind, "status": "True" if value else "False", "lastProbeTime": None, "lastTransitionTime": now()}
+
         main = self._status(container, self.main_state if self.initialized else {"waiting": {"reason": "PodInitializing"}}, self.ready, self.restart_count)
         main["lastState"] = self.last_state
         status = {

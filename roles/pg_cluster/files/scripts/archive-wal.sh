@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # archive_command: archive-wal.sh %p %f
 # Copies a WAL file into the shared archive atomically: written to a temporary name, flushed, then
 # linked under its final name, which fails if the name exists (two members never overwrite each

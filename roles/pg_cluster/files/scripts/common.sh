@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # shellcheck disable=SC2034  # constants for the scripts that source this file
 # Sourced by every pod script: paths, logging, credentials and the record of the primary.
 # The same file runs in the postgres:15-alpine image (busybox tools) and in the local pod runtime

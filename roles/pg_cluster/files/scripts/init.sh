@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Init container init-postgres: gives an empty data volume its data, then exits.
 # - data present: nothing to do (start.sh decides the role every time PostgreSQL starts);
 # - the recorded primary of a new cluster (epoch 1): initdb, then the replication role;

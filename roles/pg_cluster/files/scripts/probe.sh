@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Probes of the main container: probe.sh ready|live|startup.
 # - ready: PostgreSQL accepts connections in its role, and no module holds the member;
 # - live/startup: the supervisor is preparing (rewind, clone, waiting for the primary) or held, or

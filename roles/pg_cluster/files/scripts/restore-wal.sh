@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # restore_command: restore-wal.sh %f %p
 # A file missing from the archive is normal (PostgreSQL asks for files that do not exist yet) and
 # answered with status 1, quietly; any other failure is logged.

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Main container: a small supervisor of postgres.
 # Every time PostgreSQL is about to start, the record of the primary decides its role (see the
 # contract in docs/architecture.md): a member never promotes itself here. SIGTERM becomes a fast

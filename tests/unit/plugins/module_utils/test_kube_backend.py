@@ -45,7 +45,8 @@ def closed_port() -> int:
 def test_member_pods_via_statefulset_selector(api):
     # A pod sharing the labels but not named <statefulset>-<n> is not a member.
     labels = api.store.get("StatefulSet", "postgres", "postgres")["spec"]["selector"]["matchLabels"]
-    api.store.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "postgres-backup", "namespace": "postgres", "labels": labels}, "status": {"phase": "Running"}})
+    intruder = {"name": "postgres-backup", "namespace": "postgres", "labels": labels}
+    api.store.create({"apiVersion": "v1", "kind": "Pod", "metadata": intruder, "status": {"phase": "Running"}})
     pods = backend_for(api).member_pods(StatefulSetMembers(statefulset="postgres"))
     assert [pod["metadata"]["name"] for pod in pods] == ["postgres-0", "postgres-1", "postgres-2"]
     assert pods[0]["status"]["podIP"] == "10.244.0.10"
