@@ -81,8 +81,8 @@ def main() -> int:
             runtime = LocalPods.start(manifests)
             try:
                 wait_streaming(runtime, members - 1)
-                collect_times = [time_collect(runtime.runtime_dir) for _ in range(args.runs)]
-                module_times = [time_module(runtime.runtime_dir, scratch) for _ in range(args.runs)]
+                collect_times = [time_collect(runtime.runtime_dir) for _run in range(args.runs)]
+                module_times = [time_module(runtime.runtime_dir, scratch) for _run in range(args.runs)]
             finally:
                 runtime.down()
             print(

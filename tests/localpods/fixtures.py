@@ -231,7 +231,7 @@ def localpods_factory() -> Iterator[Callable[..., LocalPods]]:
 
 def _down_all(started: list) -> None:
     left: list[int] = []
-    for runtime, _ in started:
+    for runtime, _manifests in started:
         if runtime.up:
             processes = runtime.processes()
             runtime.down()

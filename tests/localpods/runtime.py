@@ -554,7 +554,7 @@ class Pod:
         if not self.namespace_id:
             return
         pause_pid = self.pause.pid if self.pause else None
-        for _ in range(100):
+        for _attempt in range(100):
             victims = [pid for pid in pids_in_namespace(self.namespace_id) if pid != pause_pid and alive(pid)]
             if not victims:
                 break
@@ -987,7 +987,7 @@ class Runtime:
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 try:
-                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                    pid, _status = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
                     break
                 if pid == 0:

@@ -201,7 +201,7 @@ def test_former_primary_is_rewound_to_follow_the_recorded_primary(localpods_clus
 
 def test_scale_down_keeps_the_volume_and_scale_up_rejoins(localpods_cluster: LocalPods) -> None:
     cluster = localpods_cluster
-    primary, _ = cluster.primary_and_standbys()
+    primary, _standbys = cluster.primary_and_standbys()
     highest = "postgres-2"
     identifier = system_identifier(cluster, highest)
     cluster.cli("scale", "2")
