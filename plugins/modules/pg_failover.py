@@ -1,0 +1,273 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbonk8s.postgresql contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pg_failover
+short_description: Unplanned failover of a PostgreSQL cluster on Kubernetes whose primary is lost
+version_added: 0.1.0
+description:
+  - Confirms that the primary named by the cluster's record (ConfigMap C(<name>-primary)) is lost, promotes the
+    standby that received the most WAL, and makes the cluster follow it.
+  - "Steps (the names of RV(steps)): C(confirm) (O(probes) probes of the recorded primary over O(confirm_seconds)
+    all fail, and no standby still streams from it), C(choose) (the standby with the most WAL received; the
+    assessment of what may be lost), C(lease), C(record) (the record names the candidate, epoch + 1, before the
+    promotion), C(promote), C(route) (Service C(<name>-rw) and labels), C(repoint) (the other standbys follow the
+    new primary), C(release)."
+  - With synchronous replication (the collection's C(ANY k) setting), a commit was acknowledged only once k standbys
+    had flushed it; while fewer than k standbys are unreachable, the candidate therefore holds every acknowledged
+    commit and nothing is lost. Otherwise (or with a given O(candidate) behind another standby by more than
+    O(max_lag_bytes)) the module refuses unless O(force=true), and reports what may be lost.
+  - The lost primary is not touched. When it starts again, the pod start-up reads the record and makes it a standby
+    of the new primary (with C(pg_rewind)); it never starts as a primary again.
+  - When the recorded primary runs as primary, nothing changes (C(changed=false)).
+author:
+  - dbonk8s.postgresql contributors (@dbonk8s)
+extends_documentation_fragment:
+  - dbonk8s.postgresql.connection
+  - dbonk8s.postgresql.attributes
+  - dbonk8s.postgresql.attributes.ACTIONS
+options:
+  candidate:
+    description:
+      - The standby (pod name) to promote. Default is the standby with the most WAL received.
+    type: str
+  probes:
+    description: How many times the primary is probed before it counts as lost; one answer means it is alive.
+    type: int
+    default: 3
+  confirm_seconds:
+    description: The window over which the probes are spread.
+    type: int
+    default: 10
+  max_lag_bytes:
+    description: How much less WAL than the most advanced standby the candidate may have received without O(force).
+    type: int
+    default: 0
+  force:
+    description:
+      - Promote even when acknowledged commits may be lost (asynchronous replication, too many standbys unreachable,
+        or a candidate behind by more than O(max_lag_bytes)). RV(loss_assessment) says what may be lost.
+    type: bool
+    default: false
+  exec_timeout:
+    description: Seconds allowed for each command in a pod, each probe included.
+    type: int
+    default: 10
+  stop_timeout:
+    description: Seconds allowed to stop a standby that must be rewound (only after a forced failover).
+    type: int
+    default: 60
+  promote_timeout:
+    description: Seconds allowed for the promotion.
+    type: int
+    default: 60
+  rejoin_timeout:
+    description: Seconds allowed for repointing the other standbys.
+    type: int
+    default: 120
+  lease_seconds:
+    description: How long the lease outlives the deadline of the step in progress (see M(dbonk8s.postgresql.pg_switchover)).
+    type: int
+    default: 30
+notes:
+  - The credentials need, besides those of M(dbonk8s.postgresql.pg_replication_info), C(update) on configmaps,
+    C(patch) on services and pods in O(namespace).
+  - See C(docs/switchover.md) in the collection for what is and is not guaranteed, and what happens when the record
+    and reality disagree.
+seealso:
+  - module: dbonk8s.postgresql.pg_switchover
+  - module: dbonk8s.postgresql.pg_replication_info
+"""
+
+EXAMPLES = r"""
+- name: Fail over when the primary is lost
+  dbonk8s.postgresql.pg_failover:
+  register: failover
+
+- name: Probe the primary 5 times over 30 seconds first
+  dbonk8s.postgresql.pg_failover:
+    probes: 5
+    confirm_seconds: 30
+
+- name: Accept losing commits (asynchronous cluster), after reading the assessment in check mode
+  dbonk8s.postgresql.pg_failover:
+    force: true
+"""
+
+RETURN = r"""
+previous_primary:
+  description: The lost primary (the one the record named).
+  returned: always
+  type: str
+  sample: postgres-0
+new_primary:
+  description: The promoted standby.
+  returned: success
+  type: str
+  sample: postgres-1
+primary:
+  description: The same as RV(new_primary).
+  returned: success
+  type: str
+  sample: postgres-1
+candidate:
+  description: The standby chosen or given.
+  returned: when the primary was confirmed lost
+  type: str
+  sample: postgres-1
+epoch:
+  description: The record's epoch after the failover.
+  returned: when the primary changed
+  type: int
+  sample: 3
+timeline:
+  description: The new primary's timeline.
+  returned: when the primary changed
+  type: int
+  sample: 3
+promote_lsn:
+  description: WAL the candidate had received when it was promoted.
+  returned: when the primary changed
+  type: str
+  sample: 0/7000148
+received:
+  description: WAL received by each running standby.
+  returned: when the primary was confirmed lost
+  type: dict
+  sample: {postgres-1: 0/7000148, postgres-2: 0/7000148}
+gap_bytes:
+  description: How much less WAL than the most advanced standby the candidate received.
+  returned: when the primary was confirmed lost
+  type: int
+  sample: 0
+lossless:
+  description: Whether every acknowledged commit is known to be on the candidate.
+  returned: when the primary was confirmed lost
+  type: bool
+  sample: true
+loss_assessment:
+  description: Why commits cannot, or may, be lost.
+  returned: when the primary was confirmed lost
+  type: str
+probes:
+  description: The probes of the primary (time from the first, whether it was alive, what it answered).
+  returned: when the primary was confirmed lost
+  type: list
+  elements: dict
+findings:
+  description: Reasons to refuse (ignored with O(force)).
+  returned: when the primary was confirmed lost
+  type: list
+  elements: str
+steps:
+  description: Each step run, in order, with its duration.
+  returned: always
+  type: list
+  elements: dict
+plan:
+  description: The steps of a failover with what each does.
+  returned: always
+  type: list
+  elements: dict
+duration_ms:
+  description: Milliseconds the run took.
+  returned: success
+  type: int
+lease:
+  description: The lease of the operation that holds the cluster, when the run was refused because of it.
+  returned: when another operation holds the lease
+  type: dict
+notes:
+  description: Other things worth knowing.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, backend_from_params
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection import (
+    CONNECTION_MUTUALLY_EXCLUSIVE,
+    CONNECTION_REQUIRED_IF,
+    connection_argument_spec,
+    connection_warnings,
+    members_from_params,
+)
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._failover import Failover, FailoverFailed, FailoverOptions
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import Timeouts
+
+POSITIVE_OPTIONS = ("probes", "exec_timeout", "stop_timeout", "promote_timeout", "rejoin_timeout", "lease_seconds")
+
+
+def argument_spec() -> dict[str, Any]:
+    spec = connection_argument_spec()
+    spec.update(
+        candidate={"type": "str"},
+        probes={"type": "int", "default": 3},
+        confirm_seconds={"type": "int", "default": 10},
+        max_lag_bytes={"type": "int", "default": 0},
+        force={"type": "bool", "default": False},
+        exec_timeout={"type": "int", "default": 10},
+        stop_timeout={"type": "int", "default": 60},
+        promote_timeout={"type": "int", "default": 60},
+        rejoin_timeout={"type": "int", "default": 120},
+        lease_seconds={"type": "int", "default": 30},
+    )
+    return spec
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE,
+        required_if=CONNECTION_REQUIRED_IF,
+        supports_check_mode=True,
+    )
+    params = module.params
+    for warning in connection_warnings(params):
+        module.warn(warning)
+    for name in POSITIVE_OPTIONS:
+        if params[name] <= 0:
+            module.fail_json(msg=f"{name} must be positive")
+    for name in ("confirm_seconds", "max_lag_bytes"):
+        if params[name] < 0:
+            module.fail_json(msg=f"{name} must not be negative")
+    if params["candidate"] is not None and not params["candidate"].strip():
+        module.fail_json(msg="candidate must name a member pod (or be left out to choose the most advanced standby)")
+    timeouts = Timeouts(
+        exec=float(params["exec_timeout"]),
+        stop=float(params["stop_timeout"]),
+        promote=float(params["promote_timeout"]),
+        rejoin=float(params["rejoin_timeout"]),
+    )
+    options = FailoverOptions(
+        candidate=params["candidate"],
+        probes=params["probes"],
+        confirm_seconds=float(params["confirm_seconds"]),
+        max_lag_bytes=params["max_lag_bytes"],
+        force=params["force"],
+    )
+    try:
+        backend = backend_from_params(params, fail=module.fail_json)
+        failover = Failover(backend, members_from_params(params), timeouts, lease_seconds=float(params["lease_seconds"]))
+        result = failover.run(options, check_mode=module.check_mode)
+    except FailoverFailed as exc:
+        failed = dict(exc.result)
+        failed.pop("diff", None)
+        module.fail_json(msg=str(exc), **failed)
+    except ClusterError as exc:
+        module.fail_json(msg=str(exc))
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# Operator entry points, run by the modules through pod exec in the postgres container:
+#   ctl.sh state | hold | release | checkpoint | stop [TIMEOUT] | replayed TIMEOUT [LSN]
+#          | promote EPOCH [TIMEOUT] | follow PRIMARY EPOCH [WAIT]
+# Every verb is idempotent and prints one JSON object on stdout; it exits non-zero with a one-line
+# reason on stderr when it refuses:
+#   1 refused or failed, 2 usage, 3 not running and not held (the supervisor is (re)starting it:
+#   start-up rule 3 configures it from the record), 4 wrong role for the verb.
+# Nothing here decides whom to promote or follow: the module does, and writes the record.
+set -euo pipefail
+# shellcheck source=common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+readonly PSQL_TIMEOUT_MS=${CTL_STATEMENT_TIMEOUT_MS:-20000}
+
+refuse() {
+    local rc=$1
+    shift
+    log "$*"
+    exit "${rc}"
+}
+
+json_string() {
+    local value=$1
+    value=${value//\\/\\\\}
+    value=${value//\"/\\\"}
+    value=${value//$'\n'/\\n}
+    value=${value//$'\t'/\\t}
+    printf '"%s"' "${value}"
+}
+
+json_bool() {
+    if [[ "$1" == 1 ]]; then printf true; else printf false; fi
+}
+
+# JSON number or null.
+json_int() {
+    if [[ "$1" =~ ^[0-9]+$ ]]; then printf '%s' "$1"; else printf null; fi
+}
+
+# One statement over the local socket as the container user (peer authentication).
+sql() {
+    PGOPTIONS="-c statement_timeout=${PSQL_TIMEOUT_MS}" \
+        psql -X -A -t -q -v ON_ERROR_STOP=1 -d "dbname=postgres connect_timeout=5 application_name=dbonk8s-ctl" -c "$1"
+}
+
+is_running() {
+    pg_ctl status -D "${PGDATA}" >/dev/null 2>&1
+}
+
+is_accepting() {
+    pg_isready -q -t 3 >/dev/null 2>&1
+}
+
+is_held() {
+    [[ -e "${HOLD_FILE}" ]]
+}
+
+in_recovery() {
+    [[ "$(sql 'SELECT pg_is_in_recovery()')" == t ]]
+}
+
+controldata_json() {
+    local state lsn tli
+    state=$(controldata_value "${PGDATA}" 'Database cluster state')
+    lsn=$(controldata_value "${PGDATA}" 'Latest checkpoint location')
+    tli=$(controldata_value "${PGDATA}" "Latest checkpoint's TimeLineID")
+    printf '{"state":%s,"checkpoint_lsn":%s,"timeline":%s}' \
+        "$(json_string "${state}")" "$(json_string "${lsn}")" "$(json_int "${tli}")"
+}
+
+# What a running server says about itself, as JSON members (no braces), to append to an object.
+readonly SERVER_SQL="SELECT trim(both '{}' from json_build_object(
+  'in_recovery', pg_is_in_recovery(),
+  'timeline', CASE WHEN pg_is_in_recovery()
+      THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), (pg_control_checkpoint()).timeline_id)
+      ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+  'current_lsn', CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_lsn()::text END,
+  'receive_lsn', pg_last_wal_receive_lsn()::text,
+  'replay_lsn', pg_last_wal_replay_lsn()::text,
+  'replay_paused', CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
+  'wal_receiver', (SELECT status FROM pg_stat_wal_receiver),
+  'primary_conninfo_host', substring(current_setting('primary_conninfo') from 'host=([^ ]+)')
+)::text)"
+
+state_json() {
+    local running=0 accepting=0 held=0 standby=0 phase server=''
+    is_running && running=1
+    is_held && held=1
+    [[ -f "${PGDATA}/standby.signal" ]] && standby=1
+    phase=$(cat "${PHASE_FILE}" 2>/dev/null || true)
+    if [[ "${running}" == 1 ]] && is_accepting; then
+        accepting=1
+        server=$(sql "${SERVER_SQL}" 2>/dev/null || true)
+    fi
+    printf '{"pod":%s,"running":%s,"accepting":%s,"hold":%s,"phase":%s,"epoch":%s,"standby_signal":%s,"controldata":%s' \
+        "$(json_string "${POD_NAME}")" "$(json_bool "${running}")" "$(json_bool "${accepting}")" "$(json_bool "${held}")" \
+        "$(json_string "${phase}")" "$(local_epoch)" "$(json_bool "${standby}")" "$(controldata_json)"
+    if [[ -n "${server}" ]]; then
+        printf ',%s}\n' "${server}"
+    else
+        printf ',"in_recovery":null}\n'
+    fi
+}
+
+# Polls a condition (a function name) every 10 ms until it holds or TIMEOUT seconds pass.
+wait_until() {
+    local timeout=$1 check=$2 deadline
+    deadline=$(($(date +%s) + timeout))
+    until "${check}"; do
+        (($(date +%s) < deadline)) || return 1
+        sleep 0.01
+    done
+}
+
+stopped() {
+    [[ ! -f "${PGDATA}/postmaster.pid" ]]
+}
+
+promoted() {
+    [[ "$(sql 'SELECT pg_is_in_recovery()')" == f ]]
+}
+
+cmd_hold() {
+    local changed=1
+    is_held && changed=0
+    : >"${HOLD_FILE}"
+    printf '{"hold":true,"changed":%s}\n' "$(json_bool "${changed}")"
+}
+
+cmd_release() {
+    local changed=0
+    is_held && changed=1
+    rm -f "${HOLD_FILE}"
+    printf '{"hold":false,"changed":%s}\n' "$(json_bool "${changed}")"
+}
+
+cmd_checkpoint() {
+    is_accepting || refuse 3 "PostgreSQL is not accepting connections"
+    sql 'CHECKPOINT' >/dev/null
+    printf '{"checkpoint_lsn":%s}\n' "$(json_string "$(controldata_value "${PGDATA}" 'Latest checkpoint location')")"
+}
+
+# Hold first, so that the supervisor waits instead of ending the container when postgres exits.
+cmd_stop() {
+    local timeout=${1:-60} changed=0 state
+    [[ "${timeout}" =~ ^[0-9]+$ ]] || refuse 2 "usage: ctl.sh stop [TIMEOUT_SECONDS]"
+    : >"${HOLD_FILE}"
+    if is_running; then
+        changed=1
+        # Fast: sessions are ended and their open transactions rolled back; walsenders send the
+        # standbys everything up to the shutdown checkpoint and wait for them before exiting.
+        # pg_ctl -w looks every 100 ms; writes are paused until the stop is seen, so look more often.
+        pg_ctl stop -D "${PGDATA}" -m fast -W >/dev/null || refuse 1 "pg_ctl stop failed (it is still held)"
+        wait_until "${timeout}" stopped || refuse 1 "PostgreSQL did not stop within ${timeout}s (it is still held)"
+    fi
+    state=$(controldata_value "${PGDATA}" 'Database cluster state')
+    case "${state}" in
+        'shut down' | 'shut down in recovery') ;;
+        *) refuse 1 "PostgreSQL is not running but its cluster state is '${state}', not a clean shutdown (it is still held)" ;;
+    esac
+    printf '{"stopped":true,"changed":%s,"hold":true,"checkpoint_lsn":%s,"timeline":%s,"cluster_state":%s}\n' \
+        "$(json_bool "${changed}")" \
+        "$(json_string "$(controldata_value "${PGDATA}" 'Latest checkpoint location')")" \
+        "$(json_int "$(controldata_value "${PGDATA}" "Latest checkpoint's TimeLineID")")" \
+        "$(json_string "${state}")"
+}
+
+cmd_promote() {
+    local epoch=${1:-} timeout=${2:-60} mine changed=0 promoted
+    [[ "${epoch}" =~ ^[0-9]+$ && "${timeout}" =~ ^[0-9]+$ ]] || refuse 2 "usage: ctl.sh promote EPOCH [TIMEOUT_SECONDS]"
+    is_accepting || refuse 3 "PostgreSQL is not accepting connections: cannot promote"
+    mine=$(local_epoch)
+    (( mine <= epoch )) || refuse 1 "this member is configured for epoch ${mine}, newer than ${epoch}: refusing a stale promotion"
+    # The epoch first: a member that promoted and then restarts must not obey an older record and
+    # turn back into a standby of the old primary (start-up rule 2).
+    write_local_epoch "${epoch}"
+    if in_recovery; then
+        changed=1
+        # pg_promote(wait => true) looks every 100 ms: ask without waiting and look more often.
+        promoted=$(sql "SELECT pg_promote(false)")
+        [[ "${promoted}" == t ]] || refuse 1 "pg_promote() refused"
+        wait_until "${timeout}" promoted || refuse 1 "not promoted within ${timeout}s (the promotion may still complete)"
+    fi
+    printf '{"changed":%s,"epoch":%s,%s}\n' "$(json_bool "${changed}")" "${epoch}" "$(sql "${SERVER_SQL}")"
+}
+
+# A standby has replayed past LSN (the end of the record that starts there), or, without LSN,
+# everything its upstream sent before the upstream went away (the walreceiver is not streaming and
+# replay caught up with what was received). The module runs the second form while the old
+# primary shuts down, then compares with the shutdown checkpoint, so that both waits overlap.
+readonly REPLAY_SQL="SELECT CASE WHEN NOT pg_is_in_recovery() THEN 'primary'
+  WHEN nullif(:'lsn', '') IS NOT NULL THEN
+    CASE WHEN pg_last_wal_replay_lsn() > nullif(:'lsn', '')::pg_lsn THEN 'yes' ELSE 'no' END
+  WHEN NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')
+       AND pg_last_wal_replay_lsn() >= coalesce(pg_last_wal_receive_lsn(), '0/0') THEN 'yes'
+  ELSE 'no' END"
+
+replay_answer() {
+    PGOPTIONS="-c statement_timeout=${PSQL_TIMEOUT_MS}" \
+        psql -X -A -t -q -v ON_ERROR_STOP=1 -v lsn="${REPLAY_LSN}" -d "dbname=postgres connect_timeout=5 application_name=dbonk8s-ctl" <<<"${REPLAY_SQL}"
+}
+
+replayed() {
+    local answer
+    answer=$(replay_answer) || return 1
+    [[ "${answer}" == primary ]] && refuse 4 "this member is not a standby"
+    [[ "${answer}" == yes ]]
+}
+
+cmd_replayed() {
+    local timeout=${1:-} lsn=${2:-}
+    [[ "${timeout}" =~ ^[0-9]+$ ]] || refuse 2 "usage: ctl.sh replayed TIMEOUT [LSN]"
+    [[ -z "${lsn}" || "${lsn}" =~ ^[0-9A-Fa-f]+/[0-9A-Fa-f]+$ ]] || refuse 2 "not an LSN: ${lsn}"
+    REPLAY_LSN=${lsn}
+    is_accepting || refuse 3 "PostgreSQL is not accepting connections"
+    wait_until "${timeout}" replayed || refuse 5 "not replayed within ${timeout}s${lsn:+ past ${lsn}}: $(sql "SELECT 'replayed ' || pg_last_wal_replay_lsn() || ', received ' || coalesce(pg_last_wal_receive_lsn()::text, 'nothing')")"
+    printf '{%s}\n' "$(sql "${SERVER_SQL}")"
+}
+
+# pg_rewind decides whether this member's WAL went past the point where the new primary's timeline
+# forked; it exits at once with "no rewind required" after a clean switchover.
+rewind_from() {
+    local host=$1 output restore_opts=()
+    if [[ -n "$(config_value restore_command)" ]]; then
+        restore_opts=(--restore-target-wal)
+    fi
+    # PostgreSQL 15's pg_rewind reads the source's timeline from its control file, which a just
+    # promoted primary updates only at its first checkpoint: without one, pg_rewind would compare
+    # against the old timeline and miss a divergence (documented in pg_rewind's notes).
+    psql -X -q -d "host=${host} port=${PGPORT} user=${PGUSER} dbname=postgres passfile=${PASSFILE} connect_timeout=5" \
+        -c CHECKPOINT >/dev/null || return 1
+    rm -f "${PGDATA}/standby.signal" "${PGDATA}/recovery.signal"
+    if ! output=$(pg_rewind --target-pgdata="${PGDATA}" --config-file="${CONFIG_FILE}" "${restore_opts[@]}" \
+        --source-server="host=${host} port=${PGPORT} user=${PGUSER} dbname=postgres passfile=${PASSFILE} connect_timeout=5" 2>&1); then
+        printf '%s\n' "${output}" >&2
+        return 1
+    fi
+    printf '%s\n' "${output}" >&2
+    if grep -q 'no rewind required' <<<"${output}"; then
+        printf no
+    else
+        # pg_rewind copies the source's configuration files: make this member's own again.
+        write_config_stub "${PGDATA}"
+        printf yes
+    fi
+}
+
+# The new primary answers out of recovery (over TCP, as the superuser, like pg_rewind).
+FOLLOW_HOST=''
+primary_is_promoted() {
+    [[ "$(psql -X -A -t -q -d "host=${FOLLOW_HOST} port=${PGPORT} user=${PGUSER} dbname=postgres passfile=${PASSFILE} connect_timeout=2" \
+        -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" == f ]]
+}
+
+cmd_follow() {
+    local primary=${1:-} epoch=${2:-} wait=${3:-0} host want current changed=0 mode rewound=no mine
+    [[ -n "${primary}" && "${epoch}" =~ ^[0-9]+$ && "${wait}" =~ ^[0-9]+$ ]] || refuse 2 "usage: ctl.sh follow PRIMARY EPOCH [WAIT_SECONDS]"
+    [[ "${primary}" != "${POD_NAME}" ]] || refuse 2 "a member cannot follow itself"
+    mine=$(local_epoch)
+    (( mine <= epoch )) || refuse 1 "this member is configured for epoch ${mine}, newer than ${epoch}: refusing a stale repoint"
+    host=$(member_host "${primary}")
+    want=$(replication_conninfo "${host}")
+    if (( wait > 0 )); then
+        # The module starts this while the promotion runs, so that the two exec round trips
+        # overlap; a standby that followed a standby would be cut off by the promotion.
+        FOLLOW_HOST=${host}
+        wait_until "${wait}" primary_is_promoted || refuse 1 "${primary} did not come out of recovery within ${wait}s"
+    fi
+    if is_running; then
+        is_accepting || refuse 3 "PostgreSQL is running but not accepting connections yet; retry"
+        in_recovery || refuse 4 "this member runs as a primary: stop it first (ctl.sh stop)"
+        mode=reload
+        current=$(sql "SELECT current_setting('primary_conninfo')")
+        if [[ "${current}" != "${want}" ]]; then
+            changed=1
+            # Since PostgreSQL 13 a reload restarts the walreceiver with the new conninfo: no restart.
+            sql "ALTER SYSTEM SET primary_conninfo = '${want//\'/\'\'}'" >/dev/null
+            sql 'SELECT pg_reload_conf()' >/dev/null
+        fi
+    else
+        is_held || refuse 3 "PostgreSQL is not running and not held: the supervisor is starting it, and start-up follows the record"
+        mode=stopped
+        changed=1
+        # A former primary, or a standby that received WAL past the new timeline's fork (after a
+        # forced failover), must never start without a rewind check; pg_rewind returns at once
+        # when the member's WAL ends before the fork.
+        rewound=$(rewind_from "${host}") || {
+            configure_standby "${PGDATA}" "${primary}"
+            write_local_epoch "${epoch}"
+            refuse 1 "pg_rewind against ${host} failed; the member stays held, configured as a standby (release it to let start-up clone it afresh)"
+        }
+        configure_standby "${PGDATA}" "${primary}"
+    fi
+    (( mine == epoch )) || changed=1
+    write_local_epoch "${epoch}"
+    printf '{"changed":%s,"mode":%s,"primary":%s,"epoch":%s,"rewound":%s}\n' "$(json_bool "${changed}")" "$(json_string "${mode}")" \
+        "$(json_string "${primary}")" "${epoch}" "$(json_bool "$([[ "${rewound}" == yes ]] && echo 1 || echo 0)")"
+}
+
+main() {
+    local verb=${1:-}
+    shift || true
+    case "${verb}" in
+        state) state_json ;;
+        hold) cmd_hold ;;
+        release) cmd_release ;;
+        checkpoint) cmd_checkpoint ;;
+        stop) cmd_stop "$@" ;;
+        replayed) cmd_replayed "$@" ;;
+        promote) cmd_promote "$@" ;;
+        follow) cmd_follow "$@" ;;
+        *) refuse 2 "usage: ctl.sh state|hold|release|checkpoint|stop [TIMEOUT]|replayed TIMEOUT [LSN]|promote EPOCH [TIMEOUT]|follow PRIMARY EPOCH [WAIT]" ;;
+    esac
+}
+
+main "$@"

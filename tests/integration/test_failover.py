@@ -1,0 +1,87 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pg_failover through ansible-playbook against a real 3-member cluster of the local pod runtime,
+with the writer recording every acknowledged commit. The tests share one cluster and run in order:
+a slow primary is left alone, a killed one is failed over, and then comes back as a standby.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_switchover import MEMBERS, Pods, run_module  # noqa: E402
+from writer import Writer, cluster_conninfo  # noqa: E402
+
+CONFIRM = {"probes": 3, "confirm_seconds": 3, "exec_timeout": 5, "lease_seconds": 2}
+
+
+@pytest.fixture(scope="module")
+def cluster(local_cluster):
+    runtime_dir = local_cluster.runtime_dir
+    pods = Pods(runtime_dir)
+    pods.wait_healthy("postgres-0")
+    return local_cluster, runtime_dir, pods
+
+
+def test_slow_primary_is_not_failed_over(tmp_path, cluster):
+    runtime, runtime_dir, pods = cluster
+    record = pods.record()
+    # The postmaster stops answering for a few seconds (its walsenders go on): a failover now
+    # would promote a standby beside a primary that is about to answer again.
+    runtime.cli("kill", "postgres-0", "--signal", "STOP")
+    resume = threading.Timer(8.0, lambda: runtime.cli("kill", "postgres-0", "--signal", "CONT"))
+    resume.start()
+    try:
+        result = run_module(tmp_path, runtime_dir, module="pg_failover", **{**CONFIRM, "exec_timeout": 3, "confirm_seconds": 6})
+    finally:
+        resume.join()
+    # Refused (a probe answered, or a standby still streams from it), or, when the primary already
+    # answered at the module's first look, nothing to do; never a promotion.
+    assert result["changed"] is False
+    if result.get("failed"):
+        assert "alive" in result["msg"], result["msg"]
+    assert pods.record() == record
+    pods.wait_healthy("postgres-0")
+
+
+def test_killed_primary_fails_over_without_losing_commits(tmp_path, cluster):
+    runtime, runtime_dir, pods = cluster
+    with Writer(cluster_conninfo(runtime_dir)) as writer:
+        time.sleep(0.5)
+        runtime.cli("kill", "postgres-0", "--signal", "KILL")
+        # Kept down, as when its node is lost.
+        runtime.cli("stop", "postgres-0")
+        lost_at = time.monotonic()
+        result = run_module(tmp_path, runtime_dir, module="pg_failover", **CONFIRM)
+        assert not result.get("failed"), result.get("msg")
+        new = result["new_primary"]
+        assert new in ("postgres-1", "postgres-2") and result["lossless"] is True
+        assert result["previous_primary"] == "postgres-0" and result["epoch"] == 2
+        writer.wait_acks_after(time.monotonic(), count=5)
+        print(f"write gap from the primary's loss: {writer.longest_gap(lost_at, time.monotonic()) * 1000:.0f} ms")
+        assert writer.missing() == []
+    assert pods.record()["data"] == {"primary": new, "epoch": "2"}
+    other = next(pod for pod in MEMBERS if pod not in ("postgres-0", new))
+    pods.wait(
+        "the other standby streams from the new primary",
+        lambda: pods.try_sql(new, f"SELECT state FROM pg_stat_replication WHERE application_name = '{other}'") == "streaming",
+    )
+
+
+def test_old_primary_returns_as_a_standby_and_refuses_writes(cluster):
+    runtime, _runtime_dir, pods = cluster
+    new = pods.record()["data"]["primary"]
+    runtime.cli("start", "postgres-0")
+    pods.wait_healthy(new)
+    assert pods.sql("postgres-0", "SELECT pg_is_in_recovery()") == "t"
+    assert pods.sql("postgres-0", "SELECT split_part(sender_host, '.', 1) FROM pg_stat_wal_receiver") == new
+    timeline = pods.sql(new, "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int")
+    assert pods.sql("postgres-0", "SELECT received_tli FROM pg_stat_wal_receiver") == timeline
+    refused = pods.run("postgres-0", ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", "CREATE TABLE split_brain_probe (id int)"], check=False)
+    assert refused.returncode != 0 and "read-only transaction" in refused.stderr
