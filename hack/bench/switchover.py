@@ -92,7 +92,7 @@ def bench(runtime_dir: str, runs: int, scratch: str) -> int:
             print(
                 f"run {run}: {result['previous_primary']} -> {result['new_primary']}: longest gap {gap * 1000:.0f} ms, "
                 f"write-unavailable {result.get('write_unavailable_ms')} ms, sync standbys back {back} ms after the stop, "
-                f"total {result.get('duration_ms')} ms (steps ms: {steps})"
+                f"total {result.get('duration_ms')} ms (steps ms: {steps}); load average {os.getloadavg()[0]:.1f}"
             )
             time.sleep(1)
         missing = writer.missing()

@@ -321,7 +321,9 @@ class Switchover(Operation):
             self._restore(old, exc, result)
         # Point of no return: the candidate holds everything the old primary ever acknowledged.
         try:
-            self.steps.run("record", lambda: self.lease.update(step="record", primary=new, epoch=epoch + 1), budget=timeouts.promote)
+            self.steps.run(
+                "record", lambda: self.lease.update(step="record", budget=timeouts.promote, primary=new, epoch=epoch + 1), renew=False
+            )
         except ClusterError as exc:
             # The write may have reached the API before the answer was lost: the record decides.
             try:

@@ -62,9 +62,10 @@ in_recovery() {
 
 controldata_json() {
     local state lsn tli
-    state=$(controldata_value "${PGDATA}" 'Database cluster state')
-    lsn=$(controldata_value "${PGDATA}" 'Latest checkpoint location')
-    tli=$(controldata_value "${PGDATA}" "Latest checkpoint's TimeLineID")
+    read_controldata
+    state=$(controldata_field 'Database cluster state')
+    lsn=$(controldata_field 'Latest checkpoint location')
+    tli=$(controldata_field "Latest checkpoint's TimeLineID")
     printf '{"state":%s,"checkpoint_lsn":%s,"timeline":%s}' \
         "$(json_string "${state}")" "$(json_string "${lsn}")" "$(json_int "${tli}")"
 }
@@ -103,22 +104,79 @@ state_json() {
     fi
 }
 
+# Sleeps SECONDS without starting a process: a read that times out on a pipe nobody writes to.
+# Waits poll often, and on two busy cores a fork per look would slow the very shutdown or
+# promotion that is being waited for.
+NAP_FD=''
+nap() {
+    [[ -n "${NAP_FD}" ]] || exec {NAP_FD}<> <(:)
+    read -r -t "$1" -u "${NAP_FD}" _ || true
+}
+
 # Polls a condition (a function name) every 10 ms until it holds or TIMEOUT seconds pass.
 wait_until() {
     local timeout=$1 check=$2 deadline
-    deadline=$(($(date +%s) + timeout))
+    deadline=$((SECONDS + timeout))
     until "${check}"; do
-        (($(date +%s) < deadline)) || return 1
-        sleep 0.01
+        ((SECONDS < deadline)) || return 1
+        nap 0.01
     done
+}
+
+# Waits inside one session rather than one psql per look (a connection costs more than a look).
+# ANSWER_SQL is an SQL expression answering 'no' (keep waiting) or anything else (stop); between
+# looks the transaction ends, so that the session holds no snapshot that could delay replay on a
+# standby. Prints the last answer, or 'timeout' after TIMEOUT seconds. Extra psql arguments
+# (e.g. -d CONNINFO) follow; the connection must not be refused for the answer to count. With
+# WAIT_THEN_SQL set, its one-line answer follows on a second line (same session, no new connection).
+WAIT_THEN_SQL=''
+wait_in_session() {
+    local timeout=$1 answer_sql=$2
+    shift 2
+    PGOPTIONS="${PGOPTIONS:-} -c statement_timeout=$(((timeout + 5) * 1000))" \
+        psql -X -A -t -q -v ON_ERROR_STOP=1 -v timeout="${timeout}" "$@" <<EOSQL
+SELECT set_config('dbonk8s.wait_seconds', :'timeout', false) \\g /dev/null
+DO \$wait\$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => current_setting('dbonk8s.wait_seconds')::int);
+    answer text;
+BEGIN
+    LOOP
+        answer := (${answer_sql});
+        EXIT WHEN answer IS DISTINCT FROM 'no';
+        IF clock_timestamp() > deadline THEN
+            answer := 'timeout';
+            EXIT;
+        END IF;
+        COMMIT;
+        PERFORM pg_sleep(0.005);
+    END LOOP;
+    PERFORM set_config('dbonk8s.wait_answer', answer, false);
+END
+\$wait\$;
+SELECT current_setting('dbonk8s.wait_answer');
+${WAIT_THEN_SQL:+${WAIT_THEN_SQL};}
+EOSQL
+}
+
+# pg_controldata once, then its fields: "Key: value" lines.
+CONTROLDATA=''
+read_controldata() {
+    CONTROLDATA=$(LC_ALL=C pg_controldata -D "${PGDATA}" 2>/dev/null || true)
+}
+controldata_field() {
+    local key=$1 line
+    while IFS= read -r line; do
+        if [[ "${line}" == "${key}:"* ]]; then
+            line=${line#"${key}:"}
+            printf '%s' "${line#"${line%%[![:space:]]*}"}"
+            return 0
+        fi
+    done <<<"${CONTROLDATA}"
 }
 
 stopped() {
     [[ ! -f "${PGDATA}/postmaster.pid" ]]
-}
-
-promoted() {
-    [[ "$(sql 'SELECT pg_is_in_recovery()')" == f ]]
 }
 
 cmd_hold() {
@@ -154,20 +212,30 @@ cmd_stop() {
         pg_ctl stop -D "${PGDATA}" -m fast -W >/dev/null || refuse 1 "pg_ctl stop failed (it is still held)"
         wait_until "${timeout}" stopped || refuse 1 "PostgreSQL did not stop within ${timeout}s (it is still held)"
     fi
-    state=$(controldata_value "${PGDATA}" 'Database cluster state')
+    read_controldata
+    state=$(controldata_field 'Database cluster state')
     case "${state}" in
         'shut down' | 'shut down in recovery') ;;
         *) refuse 1 "PostgreSQL is not running but its cluster state is '${state}', not a clean shutdown (it is still held)" ;;
     esac
     printf '{"stopped":true,"changed":%s,"hold":true,"checkpoint_lsn":%s,"timeline":%s,"cluster_state":%s}\n' \
         "$(json_bool "${changed}")" \
-        "$(json_string "$(controldata_value "${PGDATA}" 'Latest checkpoint location')")" \
-        "$(json_int "$(controldata_value "${PGDATA}" "Latest checkpoint's TimeLineID")")" \
+        "$(json_string "$(controldata_field 'Latest checkpoint location')")" \
+        "$(json_int "$(controldata_field "Latest checkpoint's TimeLineID")")" \
         "$(json_string "${state}")"
 }
 
+# Asks for the promotion and waits for its end in one session, looking every 5 ms, then describes
+# the server in the same session: pg_promote(wait => true) looks only every 100 ms, and each psql
+# started costs a connection while writes are paused. 'already': it was not in recovery.
+readonly PROMOTE_SQL="CASE WHEN NOT pg_is_in_recovery() THEN
+    CASE WHEN current_setting('dbonk8s.asked', true) IS NULL THEN 'already' ELSE 'promoted' END
+  WHEN current_setting('dbonk8s.asked', true) IS NULL THEN
+    CASE WHEN set_config('dbonk8s.asked', 'yes', false) = 'yes' AND pg_promote(false) THEN 'no' ELSE 'refused' END
+  ELSE 'no' END"
+
 cmd_promote() {
-    local epoch=${1:-} timeout=${2:-60} mine changed=0 promoted
+    local epoch=${1:-} timeout=${2:-60} mine changed=0 output rc=0
     [[ "${epoch}" =~ ^[0-9]+$ && "${timeout}" =~ ^[0-9]+$ ]] || refuse 2 "usage: ctl.sh promote EPOCH [TIMEOUT_SECONDS]"
     is_accepting || refuse 3 "PostgreSQL is not accepting connections: cannot promote"
     mine=$(local_epoch)
@@ -175,46 +243,43 @@ cmd_promote() {
     # The epoch first: a member that promoted and then restarts must not obey an older record and
     # turn back into a standby of the old primary (start-up rule 2).
     write_local_epoch "${epoch}"
-    if in_recovery; then
-        changed=1
-        # pg_promote(wait => true) looks every 100 ms: ask without waiting and look more often.
-        promoted=$(sql "SELECT pg_promote(false)")
-        [[ "${promoted}" == t ]] || refuse 1 "pg_promote() refused"
-        wait_until "${timeout}" promoted || refuse 1 "not promoted within ${timeout}s (the promotion may still complete)"
-    fi
-    printf '{"changed":%s,"epoch":%s,%s}\n' "$(json_bool "${changed}")" "${epoch}" "$(sql "${SERVER_SQL}")"
+    output=$(WAIT_THEN_SQL=${SERVER_SQL} wait_in_session "${timeout}" "${PROMOTE_SQL}" \
+        -d "dbname=postgres connect_timeout=5 application_name=dbonk8s-ctl") || rc=$?
+    ((rc == 0)) || refuse 1 "promotion failed (psql exited ${rc})"
+    case "${output%%$'\n'*}" in
+        already) ;;
+        promoted) changed=1 ;;
+        refused) refuse 1 "pg_promote() refused" ;;
+        *) refuse 1 "not promoted within ${timeout}s (the promotion may still complete)" ;;
+    esac
+    printf '{"changed":%s,"epoch":%s,%s}\n' "$(json_bool "${changed}")" "${epoch}" "${output#*$'\n'}"
 }
 
 # A standby has replayed past LSN (the end of the record that starts there), or, without LSN,
 # everything its upstream sent before the upstream went away (the walreceiver is not streaming and
 # replay caught up with what was received). The module runs the second form while the old
 # primary shuts down, then compares with the shutdown checkpoint, so that both waits overlap.
-readonly REPLAY_SQL="SELECT CASE WHEN NOT pg_is_in_recovery() THEN 'primary'
-  WHEN nullif(:'lsn', '') IS NOT NULL THEN
-    CASE WHEN pg_last_wal_replay_lsn() > nullif(:'lsn', '')::pg_lsn THEN 'yes' ELSE 'no' END
+readonly REPLAY_SQL="CASE WHEN NOT pg_is_in_recovery() THEN 'primary'
+  WHEN current_setting('dbonk8s.lsn') <> '' THEN
+    CASE WHEN pg_last_wal_replay_lsn() > current_setting('dbonk8s.lsn')::pg_lsn THEN 'yes' ELSE 'no' END
   WHEN NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')
        AND pg_last_wal_replay_lsn() >= coalesce(pg_last_wal_receive_lsn(), '0/0') THEN 'yes'
   ELSE 'no' END"
 
-replay_answer() {
-    PGOPTIONS="-c statement_timeout=${PSQL_TIMEOUT_MS}" \
-        psql -X -A -t -q -v ON_ERROR_STOP=1 -v lsn="${REPLAY_LSN}" -d "dbname=postgres connect_timeout=5 application_name=dbonk8s-ctl" <<<"${REPLAY_SQL}"
-}
-
-replayed() {
-    local answer
-    answer=$(replay_answer) || return 1
-    [[ "${answer}" == primary ]] && refuse 4 "this member is not a standby"
-    [[ "${answer}" == yes ]]
-}
-
 cmd_replayed() {
-    local timeout=${1:-} lsn=${2:-}
+    local timeout=${1:-} lsn=${2:-} answer rc=0
     [[ "${timeout}" =~ ^[0-9]+$ ]] || refuse 2 "usage: ctl.sh replayed TIMEOUT [LSN]"
     [[ -z "${lsn}" || "${lsn}" =~ ^[0-9A-Fa-f]+/[0-9A-Fa-f]+$ ]] || refuse 2 "not an LSN: ${lsn}"
-    REPLAY_LSN=${lsn}
     is_accepting || refuse 3 "PostgreSQL is not accepting connections"
-    wait_until "${timeout}" replayed || refuse 5 "not replayed within ${timeout}s${lsn:+ past ${lsn}}: $(sql "SELECT 'replayed ' || pg_last_wal_replay_lsn() || ', received ' || coalesce(pg_last_wal_receive_lsn()::text, 'nothing')")"
+    # The LSN reaches the loop as a session setting (it was checked above to be an LSN).
+    answer=$(PGOPTIONS="-c dbonk8s.lsn=${lsn}" wait_in_session "${timeout}" "${REPLAY_SQL}" \
+        -d "dbname=postgres connect_timeout=5 application_name=dbonk8s-ctl") || rc=$?
+    ((rc == 0)) || refuse 1 "could not watch replay (psql exited ${rc})"
+    case "${answer}" in
+        yes) ;;
+        primary) refuse 4 "this member is not a standby" ;;
+        *) refuse 5 "not replayed within ${timeout}s${lsn:+ past ${lsn}}: $(sql "SELECT 'replayed ' || pg_last_wal_replay_lsn() || ', received ' || coalesce(pg_last_wal_receive_lsn()::text, 'nothing')")" ;;
+    esac
     printf '{%s}\n' "$(sql "${SERVER_SQL}")"
 }
 
@@ -246,11 +311,18 @@ rewind_from() {
     fi
 }
 
-# The new primary answers out of recovery (over TCP, as the superuser, like pg_rewind).
-FOLLOW_HOST=''
-primary_is_promoted() {
-    [[ "$(psql -X -A -t -q -d "host=${FOLLOW_HOST} port=${PGPORT} user=${PGUSER} dbname=postgres passfile=${PASSFILE} connect_timeout=2" \
-        -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" == f ]]
+# Until the new primary answers out of recovery (over TCP, as the superuser, like pg_rewind): one
+# session that looks every 5 ms, opened again while the member does not accept connections.
+wait_promoted() {
+    local host=$1 wait=$2 deadline answer
+    deadline=$((SECONDS + wait))
+    while ((SECONDS < deadline)); do
+        answer=$(wait_in_session $((deadline - SECONDS + 1)) "CASE WHEN pg_is_in_recovery() THEN 'no' ELSE 'yes' END" \
+            -d "host=${host} port=${PGPORT} user=${PGUSER} dbname=postgres passfile=${PASSFILE} connect_timeout=2 application_name=dbonk8s-ctl" 2>/dev/null) || answer=''
+        [[ "${answer}" == yes ]] && return 0
+        nap 0.05
+    done
+    return 1
 }
 
 cmd_follow() {
@@ -264,19 +336,21 @@ cmd_follow() {
     if (( wait > 0 )); then
         # The module starts this while the promotion runs, so that the two exec round trips
         # overlap; a standby that followed a standby would be cut off by the promotion.
-        FOLLOW_HOST=${host}
-        wait_until "${wait}" primary_is_promoted || refuse 1 "${primary} did not come out of recovery within ${wait}s"
+        wait_promoted "${host}" "${wait}" || refuse 1 "${primary} did not come out of recovery within ${wait}s"
     fi
     if is_running; then
         is_accepting || refuse 3 "PostgreSQL is running but not accepting connections yet; retry"
-        in_recovery || refuse 4 "this member runs as a primary: stop it first (ctl.sh stop)"
+        # One round trip: true or false, a newline, then the conninfo (which has no newline).
+        current=$(sql "SELECT pg_is_in_recovery()::text || E'\\n' || current_setting('primary_conninfo')")
+        [[ "${current%%$'\n'*}" == true ]] || refuse 4 "this member runs as a primary: stop it first (ctl.sh stop)"
+        current=${current#*$'\n'}
         mode=reload
-        current=$(sql "SELECT current_setting('primary_conninfo')")
         if [[ "${current}" != "${want}" ]]; then
             changed=1
             # Since PostgreSQL 13 a reload restarts the walreceiver with the new conninfo: no restart.
-            sql "ALTER SYSTEM SET primary_conninfo = '${want//\'/\'\'}'" >/dev/null
-            sql 'SELECT pg_reload_conf()' >/dev/null
+            PGOPTIONS="-c statement_timeout=${PSQL_TIMEOUT_MS}" \
+                psql -X -A -t -q -v ON_ERROR_STOP=1 -d "dbname=postgres connect_timeout=5 application_name=dbonk8s-ctl" \
+                -c "ALTER SYSTEM SET primary_conninfo = '${want//\'/\'\'}'" -c 'SELECT pg_reload_conf()' >/dev/null
         fi
     else
         is_held || refuse 3 "PostgreSQL is not running and not held: the supervisor is starting it, and start-up follows the record"
