@@ -85,3 +85,20 @@ def test_old_primary_returns_as_a_standby_and_refuses_writes(cluster):
     assert pods.sql("postgres-0", "SELECT received_tli FROM pg_stat_wal_receiver") == timeline
     refused = pods.run("postgres-0", ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", "CREATE TABLE split_brain_probe (id int)"], check=False)
     assert refused.returncode != 0 and "read-only transaction" in refused.stderr
+
+
+def test_whole_cluster_stopped_and_started_keeps_the_recorded_primary(cluster):
+    runtime, _runtime_dir, pods = cluster
+    primary = pods.record()["data"]["primary"]
+    marker = f"restart-{time.time_ns()}"
+    pods.sql(primary, f"CREATE TABLE IF NOT EXISTS restart_probe (v text); INSERT INTO restart_probe VALUES ('{marker}')")
+    for pod in MEMBERS:
+        runtime.cli("stop", pod)
+    # Members come back in ordinal order, the former primary postgres-0 first: the record, not the
+    # ordinal and not who was primary before the failover, decides who is primary.
+    for pod in MEMBERS:
+        runtime.cli("start", pod)
+    pods.wait_healthy(primary)
+    assert pods.record()["data"]["primary"] == primary
+    for pod in MEMBERS:
+        pods.wait(f"{pod} has the row written before the stop", lambda pod=pod: pods.try_sql(pod, f"SELECT count(*) FROM restart_probe WHERE v = '{marker}'") == "1")
