@@ -101,4 +101,5 @@ def test_whole_cluster_stopped_and_started_keeps_the_recorded_primary(cluster):
     pods.wait_healthy(primary)
     assert pods.record()["data"]["primary"] == primary
     for pod in MEMBERS:
-        pods.wait(f"{pod} has the row written before the stop", lambda pod=pod: pods.try_sql(pod, f"SELECT count(*) FROM restart_probe WHERE v = '{marker}'") == "1")
+        query = f"SELECT count(*) FROM restart_probe WHERE v = '{marker}'"
+        pods.wait(f"{pod} has the row written before the stop", lambda pod=pod, query=query: pods.try_sql(pod, query) == "1")
