@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ansible.module_utils.basic import env_fallback
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import StatefulSetMembers
 
 CONNECTION_ARGSPEC: dict[str, dict[str, Any]] = {
@@ -69,3 +69,17 @@ def connection_warnings(params: dict[str, Any]) -> list[str]:
     if not ignored:
         return []
     return [f"transport=local ignores {', '.join(ignored)}"]
+
+
+def new_cluster_module(argument_spec: dict[str, Any]) -> AnsibleModule:
+    """The AnsibleModule of every module of the collection: the shared option rules, check mode,
+    and a warning for each option the chosen transport ignores."""
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE,
+        required_if=CONNECTION_REQUIRED_IF,
+        supports_check_mode=True,
+    )
+    for warning in connection_warnings(module.params):
+        module.warn(warning)
+    return module

@@ -366,13 +366,10 @@ wait_for:
 
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, backend_from_params
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection import (
-    CONNECTION_MUTUALLY_EXCLUSIVE,
-    CONNECTION_REQUIRED_IF,
     connection_argument_spec,
-    connection_warnings,
+    new_cluster_module,
     members_from_params,
 )
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._replication import collect, wait_until
@@ -397,15 +394,8 @@ def argument_spec() -> dict[str, Any]:
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE,
-        required_if=CONNECTION_REQUIRED_IF,
-        supports_check_mode=True,
-    )
+    module = new_cluster_module(argument_spec())
     params = module.params
-    for warning in connection_warnings(params):
-        module.warn(warning)
     if params["exec_timeout"] <= 0:
         module.fail_json(msg="exec_timeout must be a positive number of seconds")
     wait_for = params["wait_for"]
