@@ -55,9 +55,9 @@ class Pods:
             if check():
                 return
             time.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}")
+        raise AssertionError(f"timed out waiting for {what}\n{self.logs()}")
 
-    def logs(self, lines: int = 25) -> str:
+    def logs(self, lines: int = 60) -> str:
         """The end of every member's container log, for failure messages."""
         out = []
         for pod in MEMBERS:

@@ -178,3 +178,32 @@ identify_system() {
     psql "$(replication_conninfo "${host}" "${POD_NAME}-${SCRIPT_NAME%.sh}") replication=true dbname=replication" \
         -X -A -t -F ' ' -c 'IDENTIFY_SYSTEM' 2>/dev/null | awk 'NF >= 2 { print $1, $2; exit }'
 }
+
+# pg_rewind decides whether this member's WAL went past the point where the new primary's timeline
+# forked; it exits at once with "no rewind required" after a clean switchover. Prints yes when it
+# rewound, no when nothing was needed; fails when the source or pg_rewind failed.
+rewind_from() {
+    local host=$1 output restore_opts=()
+    if [[ -n "$(config_value restore_command)" ]]; then
+        restore_opts=(--restore-target-wal)
+    fi
+    # PostgreSQL 15's pg_rewind reads the source's timeline from its control file, which a just
+    # promoted primary updates only at its first checkpoint: without one, pg_rewind would compare
+    # against the old timeline and miss a divergence (documented in pg_rewind's notes).
+    psql -X -q -d "host=${host} port=${PGPORT} user=${PGUSER} dbname=postgres passfile=${PASSFILE} connect_timeout=5" \
+        -c CHECKPOINT >/dev/null || return 1
+    rm -f "${PGDATA}/standby.signal" "${PGDATA}/recovery.signal"
+    if ! output=$(pg_rewind --target-pgdata="${PGDATA}" --config-file="${CONFIG_FILE}" "${restore_opts[@]}" \
+        --source-server="host=${host} port=${PGPORT} user=${PGUSER} dbname=postgres passfile=${PASSFILE} connect_timeout=5" 2>&1); then
+        printf '%s\n' "${output}" >&2
+        return 1
+    fi
+    printf '%s\n' "${output}" >&2
+    if grep -q 'no rewind required' <<<"${output}"; then
+        printf no
+    else
+        # pg_rewind copies the source's configuration files: make this member's own again.
+        write_config_stub "${PGDATA}"
+        printf yes
+    fi
+}

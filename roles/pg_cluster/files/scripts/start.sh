@@ -55,7 +55,7 @@ reclone() {
 # Rule 3, record names another member: follow it, rewinding first when this member may hold WAL
 # the primary does not have.
 become_standby_of() {
-    local primary=$1 epoch=$2 host identity primary_sysid primary_tli local_sysid local_tli state was_standby=1 restore_opts=()
+    local primary=$1 epoch=$2 host identity primary_sysid primary_tli local_sysid local_tli state was_standby=1 rewound
     host=$(member_host "${primary}")
     [[ -f "${PGDATA}/standby.signal" ]] || was_standby=0
     local_sysid=$(controldata_value "${PGDATA}" 'Database system identifier')
@@ -87,17 +87,10 @@ become_standby_of() {
 
     if [[ "${was_standby}" == 0 || ( "${primary_tli}" != "${local_tli}" && "${state}" == 'shut down in recovery' ) ]]; then
         log "timeline ${local_tli} (${state}) against the primary's ${primary_tli}: pg_rewind decides whether this member diverged"
-        rm -f "${PGDATA}/standby.signal" "${PGDATA}/recovery.signal"
-        if [[ -n "$(config_value restore_command)" ]]; then
-            restore_opts=(--restore-target-wal)
-        fi
-        if pg_rewind --target-pgdata="${PGDATA}" --config-file="${CONFIG_FILE}" "${restore_opts[@]}" \
-            --source-server="host=${host} port=${PGPORT} user=${PGUSER} dbname=postgres passfile=${PASSFILE} connect_timeout=5" \
-            --progress >&2; then
-            # pg_rewind copies the source's configuration files: make this member's own again.
-            write_config_stub "${PGDATA}"
+        if rewound=$(rewind_from "${host}"); then
+            log "rewound: ${rewound}"
         else
-            log "pg_rewind failed"
+            log "pg_rewind against ${host} failed"
             reclone "${primary}" "${epoch}"
             return 0
         fi
