@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 from typing import Any, Callable
 
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pgtext import pod_ordinal
@@ -48,6 +49,7 @@ __all__ = [
     "NotFound",
     "PodUnavailable",
     "StatefulSetMembers",
+    "StdinLine",
     "backend_from_params",
     "member_ordinal",
     "pod_is_ready",
@@ -100,6 +102,33 @@ class ExecResult:
     rc: int
     stdout: str
     stderr: str
+
+
+class StdinLine:
+    """The one line a command reads on its stdin, decided after the command started.
+
+    The command is started at once, so that its exec round trip and its preparation overlap other
+    work; ``say(line)`` sends the line when the caller knows it. ``close()``, or the exec's deadline
+    with nothing said, sends an empty line, which the command reads as "no".
+    """
+
+    def __init__(self) -> None:
+        self._said = threading.Event()
+        self._line = ""
+
+    def say(self, line: str) -> None:
+        if "\n" in line:
+            raise ValueError("one line, without a newline")
+        if not self._said.is_set():
+            self._line = line
+            self._said.set()
+
+    def close(self) -> None:
+        self.say("")
+
+    def wait(self, timeout: float | None) -> str | None:
+        """The line once said (blocking up to ``timeout``), else None."""
+        return self._line if self._said.wait(timeout) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,11 +215,12 @@ class ClusterBackend:
         """Set labels (a ``None`` value removes the label); other labels are kept."""
         raise NotImplementedError
 
-    def exec(self, pod_name: str, argv: list[str], timeout: float) -> ExecResult:
+    def exec(self, pod_name: str, argv: list[str], timeout: float, stdin: StdinLine | None = None) -> ExecResult:
         """Run ``argv`` (no shell) in the backend's container of the pod.
 
         Returns the command's own exit code; raises ``PodUnavailable``, ``ExecTimeout`` or
-        ``ExecLost`` when there is no exit code to return.
+        ``ExecLost`` when there is no exit code to return. With ``stdin``, the command's stdin
+        receives the line said there (and nothing else); without, it is empty.
         """
         raise NotImplementedError
 

@@ -27,6 +27,7 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import
     ExecResult,
     NotFound,
     PodUnavailable,
+    StdinLine,
 )
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pod_exec import looks_not_running, run_session
 
@@ -216,7 +217,7 @@ class KubernetesBackend(ClusterBackend):
             self._exec_local.api = api
         return api
 
-    def exec(self, pod_name: str, argv: list[str], timeout: float) -> ExecResult:
+    def exec(self, pod_name: str, argv: list[str], timeout: float, stdin: StdinLine | None = None) -> ExecResult:
         try:
             session = k8s_stream(
                 self._exec_api().connect_get_namespaced_pod_exec,
@@ -224,7 +225,7 @@ class KubernetesBackend(ClusterBackend):
                 self.namespace,
                 container=self.container,
                 command=list(argv),
-                stdin=False,
+                stdin=stdin is not None,
                 stdout=True,
                 stderr=True,
                 tty=False,
@@ -246,4 +247,4 @@ class KubernetesBackend(ClusterBackend):
                     f"the Kubernetes API at {self.host} forbids exec in pod {pod_name} (needs create on pods/exec): {message}", status=403
                 ) from None
             raise ApiUnavailable(f"exec in pod {pod_name} failed to start: {message}", status=status) from None
-        return run_session(session, pod_name, timeout)
+        return run_session(session, pod_name, timeout, stdin=stdin)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 from typing import Any
 
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import (
@@ -25,6 +26,7 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import
     ExecTimeout,
     NotFound,
     PodUnavailable,
+    StdinLine,
 )
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._local_api import LocalApiError, LocalApiStore
 
@@ -115,16 +117,42 @@ class LocalBackend(ClusterBackend):
             f"pod {self.namespace}/{pod_name}", self.store.patch_merge, "Pod", self.namespace, pod_name, {"metadata": {"labels": labels}}
         )
 
-    def exec(self, pod_name: str, argv: list[str], timeout: float) -> ExecResult:
+    def exec(self, pod_name: str, argv: list[str], timeout: float, stdin: StdinLine | None = None) -> ExecResult:
         command = self.exec_argv + [pod_name, "--"] + list(argv)
+        # A pipe the backend owns (not Popen's): communicate() would close Popen's stdin at once.
+        read_end, write_end = os.pipe() if stdin is not None else (subprocess.DEVNULL, None)
         try:
-            completed = subprocess.run(command, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise ExecTimeout(f"exec in pod {pod_name}: no exit status within {timeout:g}s") from None
+            process = subprocess.Popen(command, stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
+            if write_end is not None:
+                os.close(write_end)
             raise ApiUnavailable(f"cannot run the local runtime's exec command {self.exec_argv[0]}: {exc}") from None
-        stdout = completed.stdout.decode("utf-8", "replace")
-        stderr = completed.stderr.decode("utf-8", "replace")
-        if completed.returncode == POD_UNAVAILABLE_RC and stderr.startswith(POD_UNAVAILABLE_PREFIX):
+        finally:
+            if write_end is not None:
+                os.close(read_end)
+        if stdin is not None and write_end is not None:
+            threading.Thread(target=_feed, args=(stdin, write_end, timeout), daemon=True).start()
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise ExecTimeout(f"exec in pod {pod_name}: no exit status within {timeout:g}s") from None
+        finally:
+            if stdin is not None:
+                stdin.close()
+        stdout = out.decode("utf-8", "replace")
+        stderr = err.decode("utf-8", "replace")
+        if process.returncode == POD_UNAVAILABLE_RC and stderr.startswith(POD_UNAVAILABLE_PREFIX):
             raise PodUnavailable(f"pod {pod_name} is not available for exec: {stderr.strip()}")
-        return ExecResult(rc=completed.returncode, stdout=stdout, stderr=stderr)
+        return ExecResult(rc=process.returncode, stdout=stdout, stderr=stderr)
+
+
+def _feed(stdin: StdinLine, write_end: int, timeout: float) -> None:
+    line = stdin.wait(timeout)
+    try:
+        os.write(write_end, ((line or "") + "\n").encode("utf-8"))
+    except OSError:
+        pass  # the command ended without reading it
+    finally:
+        os.close(write_end)

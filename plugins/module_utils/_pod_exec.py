@@ -31,14 +31,18 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import
     ExecResult,
     ExecTimeout,
     PodUnavailable,
+    StdinLine,
 )
 
+STDIN_CHANNEL = 0
 STDOUT_CHANNEL = 1
 STDERR_CHANNEL = 2
 ERROR_CHANNEL = 3
 
 # Longest single wait on the socket; keeps the deadline honoured even when no frame comes.
 _POLL_SECONDS = 0.5
+# While a stdin line may be said any moment, it must not wait behind a long poll.
+_STDIN_POLL_SECONDS = 0.002
 _CLOSE_SECONDS = 0.5
 
 # Messages of the API server / kubelet that mean "there is nothing running to exec into".
@@ -64,6 +68,8 @@ class ExecSession(Protocol):
     def read_channel(self, channel: int, timeout: float = 0) -> Any: ...
 
     def close(self, **kwargs: Any) -> None: ...
+
+    def write_stdin(self, data: str) -> None: ...
 
 
 def _text(data: Any) -> str:
@@ -114,14 +120,17 @@ def run_session(
     pod: str,
     timeout: float,
     clock: Callable[[], float] = time.monotonic,
+    stdin: StdinLine | None = None,
 ) -> ExecResult:
     """Collect stdout/stderr until the server closes the session, then read its exit status.
 
     The session is always closed. A command still running at the deadline raises ``ExecTimeout``;
     closing the websocket does not stop it in the container, so callers give commands their own
-    limits too (``statement_timeout`` for SQL).
+    limits too (``statement_timeout`` for SQL). With ``stdin``, its line goes to channel 0 once said
+    (the v4 protocol cannot close stdin, so the command must stop reading after one line).
     """
     deadline = clock() + timeout
+    pending = stdin
     stdout: list[str] = []
     stderr: list[str] = []
     status: list[str] = []
@@ -137,13 +146,26 @@ def run_session(
             remaining = deadline - clock()
             if remaining <= 0:
                 raise ExecTimeout(f"exec in pod {pod}: no exit status within {timeout:g}s")
+            poll = _POLL_SECONDS
+            if pending is not None:
+                line = pending.wait(0)
+                if line is None:
+                    poll = _STDIN_POLL_SECONDS
+                else:
+                    pending = None
+                    try:
+                        session.write_stdin(line + "\n")
+                    except Exception as exc:  # websocket/socket errors of any kind mean the same here
+                        raise ExecLost(f"exec in pod {pod}: connection lost: {exc}") from None
             try:
-                session.update(timeout=min(remaining, _POLL_SECONDS))
+                session.update(timeout=min(remaining, poll))
             except Exception as exc:  # websocket/socket errors of any kind mean the same here
                 raise ExecLost(f"exec in pod {pod}: connection lost: {exc}") from None
             drain()
         drain()
     finally:
+        if stdin is not None:
+            stdin.close()
         try:
             # websocket-client waits up to 3 s for the server's close frame by default; a server
             # that is still running our timed-out command would hold us that long for nothing.

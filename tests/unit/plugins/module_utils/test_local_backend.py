@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 
 import pytest
 from fake_kube_api import seed_cluster
@@ -23,6 +24,7 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import
     NotFound,
     PodUnavailable,
     StatefulSetMembers,
+    StdinLine,
     backend_from_params,
 )
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._local_api import LocalApiStore
@@ -118,3 +120,32 @@ def test_exec_command_missing(runtime_dir):
     os.unlink(os.path.join(runtime_dir, "exec.sh"))
     with pytest.raises(ApiUnavailable, match="cannot run the local runtime's exec command"):
         local(runtime_dir).exec("postgres-0", ["true"], timeout=5)
+
+
+READ_ONE_LINE = ["sh", "-c", 'if read -r line; then echo "line:$line"; else echo "eof:$line"; fi; read -r more && echo "more:$more"; exit 0']
+
+
+def test_exec_stdin_line_said_after_the_start_reaches_the_command(runtime_dir):
+    line = StdinLine()
+    threading.Timer(0.2, line.say, args=("go",)).start()
+    result = local(runtime_dir).exec("postgres-0", READ_ONE_LINE, timeout=5, stdin=line)
+    # One line, then end of input: a command reading more finds nothing.
+    assert (result.rc, result.stdout) == (0, "line:go\n")
+
+
+def test_exec_stdin_closed_sends_an_empty_line(runtime_dir):
+    line = StdinLine()
+    line.close()
+    line.say("go")  # too late: the first word counts
+    assert local(runtime_dir).exec("postgres-0", READ_ONE_LINE, timeout=5, stdin=line).stdout == "line:\n"
+
+
+def test_exec_stdin_never_said_ends_with_the_timeout(runtime_dir):
+    line = StdinLine()
+    with pytest.raises(ExecTimeout):
+        local(runtime_dir).exec("postgres-0", ["sh", "-c", "read -r line; exec sleep 5"], timeout=0.5, stdin=line)
+    assert line.wait(0) == ""
+
+
+def test_exec_without_stdin_reads_end_of_input(runtime_dir):
+    assert local(runtime_dir).exec("postgres-0", READ_ONE_LINE, timeout=5).stdout == "eof:\n"

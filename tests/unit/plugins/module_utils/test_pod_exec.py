@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, ExecLost, ExecTimeout, PodUnavailable
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, ExecLost, ExecTimeout, PodUnavailable, StdinLine
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pod_exec import ERROR_CHANNEL, parse_exec_status, run_session
 
 SUCCESS = json.dumps({"metadata": {}, "status": "Success"})
@@ -64,6 +64,7 @@ class FakeWSClient:
         self._update_error = update_error
         self.closed = False
         self.update_timeouts: list[float] = []
+        self.stdin_writes: list[tuple[float, str]] = []
 
     def is_open(self) -> bool:
         return self._connected
@@ -93,6 +94,11 @@ class FakeWSClient:
     def close(self, **kwargs) -> None:
         self.closed = True
         self._connected = False
+
+    def write_stdin(self, data: str) -> None:
+        if self._update_error is not None:
+            raise self._update_error
+        self.stdin_writes.append((self._clock.now, data))
 
 
 def test_success_collects_stdout_and_stderr():
@@ -181,3 +187,48 @@ def test_bytes_frames_are_decoded():
 
     session = BinaryWSClient([(1, "héllo"), (ERROR_CHANNEL, SUCCESS), None], clock)
     assert run_session(session, "postgres-0", timeout=5, clock=clock).stdout == "héllo"
+
+
+class SaysAfter(StdinLine):
+    """A line said once the fake clock has reached ``moment`` (as another thread would)."""
+
+    def __init__(self, clock: FakeClock, moment: float, line: str) -> None:
+        super().__init__()
+        self.clock, self.moment, self.pending = clock, moment, line
+
+    def wait(self, timeout):
+        if self.clock.now >= self.moment:
+            self.say(self.pending)
+        return super().wait(0)
+
+
+def test_stdin_line_is_sent_once_said_and_polled_for_closely():
+    clock = FakeClock()
+    session = FakeWSClient([], clock)
+    line = SaysAfter(clock, 1000.1, "go")
+    with pytest.raises(ExecTimeout):
+        run_session(session, "postgres-1", timeout=1, clock=clock, stdin=line)
+    assert [data for _at, data in session.stdin_writes] == ["go\n"]
+    sent_at = session.stdin_writes[0][0]
+    # Said at 1000.1: sent within a few milliseconds, not after a long poll.
+    assert 1000.1 <= sent_at < 1000.11
+    assert all(wait <= 0.002 for wait in session.update_timeouts[: int(0.1 / 0.002)])
+
+
+def test_stdin_line_never_said_is_closed_and_sends_nothing_after_the_exit():
+    clock = FakeClock()
+    line = StdinLine()
+    session = FakeWSClient([(1, "{}"), (ERROR_CHANNEL, SUCCESS), None], clock)
+    assert run_session(session, "postgres-1", timeout=5, clock=clock, stdin=line).rc == 0
+    assert session.stdin_writes == []
+    # Closed once the session ended: whoever would say "go" later finds it said (empty).
+    assert line.wait(0) == ""
+
+
+def test_stdin_write_error_is_a_lost_connection():
+    clock = FakeClock()
+    line = StdinLine()
+    line.say("go")
+    session = FakeWSClient([], clock, update_error=BrokenPipeError(32, "Broken pipe"))
+    with pytest.raises(ExecLost, match="Broken pipe"):
+        run_session(session, "postgres-1", timeout=5, clock=clock, stdin=line)
