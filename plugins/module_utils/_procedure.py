@@ -25,6 +25,7 @@ import datetime
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from typing import Any, Callable
@@ -37,6 +38,7 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import
     ExecTimeout,
     NotFound,
     PodUnavailable,
+    StdinLine,
 )
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pgtext import lsn_to_int
 
@@ -285,8 +287,11 @@ class Lease:
         """Renew the lease (and record the step); optionally change the record in the same write."""
         if self.info is None:
             raise ProcedureError("the lease is not held")
-        for _attempt in range(_REPLACE_ATTEMPTS):
-            record = self.store.read()
+        for attempt in range(_REPLACE_ATTEMPTS):
+            # First from what this lease last wrote: its resourceVersion makes the write fail with a
+            # conflict if anyone wrote since, and only then is the record read (one API call fewer
+            # inside the write pause).
+            record = self.record if attempt == 0 and self.record is not None else self.store.read()
             if record.lease is None or record.lease.holder != self.holder:
                 other = record.lease.holder if record.lease else "nobody"
                 raise ProcedureError(f"lost the lease on ConfigMap {self.store.name} (now held by {other}); stopping here")
@@ -413,9 +418,9 @@ class Ctl:
         self.backend = backend
         self.exec_timeout = exec_timeout
 
-    def __call__(self, pod: str, verb: str, *args: Any, timeout: float | None = None) -> dict[str, Any]:
+    def __call__(self, pod: str, verb: str, *args: Any, timeout: float | None = None, stdin: StdinLine | None = None) -> dict[str, Any]:
         argv = [CTL_PATH, verb] + [str(arg) for arg in args]
-        result = self.backend.exec(pod, argv, timeout if timeout is not None else self.exec_timeout)
+        result = self.backend.exec(pod, argv, timeout if timeout is not None else self.exec_timeout, stdin=stdin)
         if result.rc != 0:
             reason = " ".join(line.strip() for line in result.stderr.strip().splitlines()[-3:]) or f"no reason given (stdout: {result.stdout.strip()[:200]})"
             raise CtlRefused(pod, verb, result.rc, reason)
@@ -434,6 +439,65 @@ class Ctl:
             return self(pod, "state")
         except (PodUnavailable, ExecTimeout, ExecLost, CtlRefused):
             return None
+
+
+class Background:
+    """A command run in the background (a daemon thread, so that it never holds the module's exit)."""
+
+    def __init__(self, func: Callable[[], Any]) -> None:
+        self._value: Any = None
+        self._done = threading.Event()
+
+        def run() -> None:
+            try:
+                self._value = func()
+            except BaseException as exc:  # handed to the caller by result(), whatever it is
+                self._value = exc
+            self._done.set()
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def result(self, timeout: float) -> Any:
+        """The command's result, its exception, or None when it has not ended within ``timeout``."""
+        return self._value if self._done.wait(timeout) else None
+
+
+class Armed:
+    """A ctl.sh verb started now that changes nothing until told: ``go()`` lets it act, ``cancel()``
+    ends it with nothing changed (so does the module's exit: its stdin closes)."""
+
+    def __init__(self, ctl: Ctl, pod: str, verb: str, args: list[Any], told_within: int, timeout: float) -> None:
+        self.pod = pod
+        self.verb = verb
+        # One line per command: an exec that ends closes its own line.
+        self._line = StdinLine()
+        self._background = Background(
+            lambda: ctl(pod, verb, *args, told_within, timeout=told_within + timeout + ctl.exec_timeout, stdin=self._line)
+        )
+
+    def go(self) -> None:
+        self._line.say("go")
+
+    def cancel(self) -> None:
+        self._line.close()
+
+    @staticmethod
+    def cancel_all(commands: list["Armed"]) -> None:
+        for command in commands:
+            command.cancel()
+
+    def result(self, timeout: float) -> Any:
+        return self._background.result(timeout)
+
+    def outcome(self, timeout: float, again: Callable[[], dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+        """The answer once told to go; when the armed command ended without acting (the member was
+        not ready when it was armed, the exec was lost) or does not answer, ``again()`` runs the
+        verb anew: every ctl.sh verb is idempotent."""
+        answer = self.result(timeout)
+        if isinstance(answer, dict):
+            return answer
+        notes.append(f"the armed ctl.sh {self.verb} in {self.pod} did not answer ({answer or 'no answer'}); ran it again")
+        return again()
 
 
 # -- the cluster's view of its primary: Service and labels --------------------------------------------
@@ -613,6 +677,10 @@ class Operation:
         # ctl.sh writes the epoch before it asks PostgreSQL to promote, so a member that promoted
         # never restarts as a standby of a stale record (start-up rule 2).
         return self.ctl(pod, "promote", epoch, int(self.timeouts.promote), timeout=self.timeouts.promote + self.timeouts.exec)
+
+    def arm(self, pod: str, verb: str, args: list[Any], told_within: int, timeout: float) -> Armed:
+        """``ctl.sh VERB ARGS TOLD_WITHIN`` started now, acting once told to go (see ``Armed``)."""
+        return Armed(self.ctl, pod, verb, args, told_within, timeout)
 
     def route(self, primary: str) -> list[str]:
         """Service ``<name>-rw`` and the role labels to ``primary``; returns what changed."""

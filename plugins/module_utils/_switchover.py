@@ -13,10 +13,10 @@ Steps, in order (the names are those of the result's ``steps``)::
     verify      the candidate replayed past the shutdown checkpoint; if not: release the old
                 primary (it comes back as primary) and stop: nothing else was changed
     record      the record names the candidate, epoch + 1 (point of no return)
-    promote     ctl.sh promote on the candidate
+    promote     the candidate's ctl.sh promote, armed before the stop, is told to go
     route       Service <name>-rw and the dbonk8s.io/role labels        } at once, with promote:
-    repoint     ctl.sh follow on the other standbys (reload, no         } repoint waits in the pods
-                restart)                                                 } for the promotion to end
+    repoint     ctl.sh follow on the other standbys (reload, no         } they follow the candidate
+                restart)                                                 } as cascading standbys
     rejoin      ctl.sh follow + release on the old primary: it starts as a standby
     wait        the synchronous standbys (and the old primary) stream from the new primary
     release     the lease
@@ -32,11 +32,12 @@ the old primary released (before the record step) or the candidate promoted (aft
 from __future__ import annotations
 
 import dataclasses
-import threading
 from typing import Any
 
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, member_ordinal
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import (
+    Armed,
+    Background,
     LeaseHeld,
     Operation,
     ProcedureError,
@@ -51,34 +52,13 @@ STEPS: list[tuple[str, str]] = [
     ("stop", "ctl.sh stop on the old primary: hold, fast shutdown; the standbys receive WAL up to the shutdown checkpoint"),
     ("verify", "the candidate replayed past the old primary's shutdown checkpoint, else the old primary is released and nothing changes"),
     ("record", "ConfigMap <name>-primary names the candidate, epoch + 1 (from here on the switchover rolls forward)"),
-    ("promote", "ctl.sh promote on the candidate (new timeline)"),
+    ("promote", "ctl.sh promote on the candidate (new timeline), armed before the stop and told to go now"),
     ("route", "Service <name>-rw selects the candidate; dbonk8s.io/role labels (during the promotion)"),
-    ("repoint", "ctl.sh follow on the other standbys, waiting in the pod for the promotion: new primary_conninfo and reload, no restart"),
+    ("repoint", "ctl.sh follow on the other standbys during the promotion: new primary_conninfo and reload, no restart"),
     ("rejoin", "ctl.sh follow on the old primary (pg_rewind only when needed), then release: it starts as a standby"),
     ("wait", "the configured synchronous standbys stream from the new primary (with wait_for_rejoin, the old primary too)"),
     ("release", "release the lease"),
 ]
-
-
-class _Watch:
-    """A command run in the background (a daemon thread, so that it never holds the module's exit)."""
-
-    def __init__(self, func: Any) -> None:
-        self._value: Any = None
-        self._done = threading.Event()
-
-        def run() -> None:
-            try:
-                self._value = func()
-            except Exception as exc:  # handed to the caller by result()
-                self._value = exc
-            self._done.set()
-
-        threading.Thread(target=run, daemon=True).start()
-
-    def result(self, timeout: float) -> Any:
-        """The command's result, its exception, or None when it has not ended within ``timeout``."""
-        return self._value if self._done.wait(timeout) else None
 
 
 class SwitchoverFailed(ProcedureError):
@@ -306,18 +286,33 @@ class Switchover(Operation):
     def _switch(self, old: str, new: str, epoch: int, options: SwitchoverOptions, result: dict[str, Any]) -> None:
         timeouts = self.timeouts
         result["changed"] = True
+        others = [name for name in self.member_names() if name not in (old, new)]
+        # The candidate's promotion and the other standbys' repoint are armed before the stop
+        # (checks done, sessions open) and told to go once the record names the candidate: no exec
+        # round trip stands between the record and the promotion.
+        told_within = int(timeouts.stop + timeouts.replay + timeouts.promote + 2 * timeouts.exec)
+        armed_promote = self.arm(new, "promote", [epoch + 1, int(timeouts.promote)], told_within, timeouts.promote)
+        armed_follow = [self.arm(name, "follow", [new, epoch + 1, 0], told_within, timeouts.exec) for name in others]
+        armed = [armed_promote] + armed_follow
         try:
             self.steps.run("checkpoint", lambda: self.ctl(old, "checkpoint", timeout=timeouts.stop), budget=timeouts.stop)
             # The candidate starts waiting for the end of the old primary's WAL now, so that its
             # wait and the shutdown overlap; the verify step then checks its answer exactly.
-            watcher = _Watch(lambda: self.ctl(new, "replayed", int(timeouts.stop + timeouts.replay), timeout=timeouts.stop + timeouts.replay + timeouts.exec))
-            stopped = self.steps.run("stop", lambda: self.ctl(old, "stop", int(timeouts.stop), timeout=timeouts.stop + timeouts.exec), budget=timeouts.stop)
+            replay_wait = timeouts.stop + timeouts.replay
+            watcher = Background(lambda: self.ctl(new, "replayed", int(replay_wait), timeout=replay_wait + timeouts.exec))
+            # The stop's lease covers the verify step too: no lease write between them.
+            stopped = self.steps.run(
+                "stop",
+                lambda: self.ctl(old, "stop", int(timeouts.stop), timeout=timeouts.stop + timeouts.exec),
+                budget=replay_wait + timeouts.exec,
+            )
             shutdown_lsn = stopped.get("checkpoint_lsn")
             if not shutdown_lsn:
                 raise ProcedureError(f"ctl.sh stop on {old} reported no shutdown checkpoint")
             result["switchover_lsn"] = shutdown_lsn
-            self.steps.run("verify", lambda: self._verify(new, shutdown_lsn, watcher), budget=timeouts.replay)
+            self.steps.run("verify", lambda: self._verify(new, shutdown_lsn, watcher), renew=False)
         except ClusterError as exc:
+            Armed.cancel_all(armed)
             self._restore(old, exc, result)
         # Point of no return: the candidate holds everything the old primary ever acknowledged.
         try:
@@ -331,16 +326,18 @@ class Switchover(Operation):
             except ClusterError:
                 written = None
             if written is None or written.primary != new or written.epoch != epoch + 1:
+                Armed.cancel_all(armed)
                 self._restore(old, exc, result)
-        others = [name for name in self.member_names() if name not in (old, new)]
-        # Writes resume once a synchronous standby streams from the new primary. The other
-        # standbys' repoint starts with the promotion and waits in their pods for it to end, so
-        # the two round trips overlap; the Service follows at once too.
+        # Writes resume once a synchronous standby streams from the new primary: the other standbys
+        # follow the candidate during its promotion (as cascading standbys, they cross to the new
+        # timeline on the same connection), and the Service follows at once too.
+        for command in armed:
+            command.go()
         promoted, _routed, _repointed = self.steps.parallel(
             [
-                ("promote", lambda: self.promote(new, epoch + 1)),
+                ("promote", lambda: armed_promote.outcome(self.timeouts.promote + self.timeouts.exec, lambda: self.promote(new, epoch + 1), self.notes)),
                 ("route", lambda: self.route(new)),
-                ("repoint", lambda: self.repoint(others, new, epoch + 1, wait=timeouts.promote)),
+                ("repoint", lambda: self._repoint_armed(armed_follow, new, epoch + 1)),
             ],
             budget=timeouts.promote + timeouts.exec,
         )
@@ -352,7 +349,21 @@ class Switchover(Operation):
             result["sync_back_ms"] = self.steps.between_ms("promote:end", "wait:end")
         self.steps.run("release", self.release_lease)
 
-    def _verify(self, candidate: str, shutdown_lsn: str, watcher: "_Watch") -> dict[str, Any]:
+    def _repoint_armed(self, armed: list[Armed], primary: str, epoch: int) -> dict[str, Any]:
+        """The armed repoints' answers; a standby whose armed command failed is repointed anew."""
+        answers: dict[str, Any] = {}
+        retry = []
+        for command in armed:
+            outcome = command.result(self.timeouts.exec)
+            if isinstance(outcome, dict):
+                answers[command.pod] = outcome
+            else:
+                retry.append(command.pod)
+        if retry:
+            answers.update(self.repoint(retry, primary, epoch))
+        return answers
+
+    def _verify(self, candidate: str, shutdown_lsn: str, watcher: Background) -> dict[str, Any]:
         target = lsn(shutdown_lsn) or 0
         early = watcher.result(self.timeouts.replay + self.timeouts.exec)
         # replay_lsn is the end of the last replayed record: past the checkpoint record's start

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Operator entry points, run by the modules through pod exec in the postgres container:
 #   ctl.sh state | hold | release | checkpoint | stop [TIMEOUT] | replayed TIMEOUT [LSN]
-#          | promote EPOCH [TIMEOUT] | follow PRIMARY EPOCH [WAIT]
+#          | promote EPOCH [TIMEOUT [TOLD_WITHIN]] | follow PRIMARY EPOCH [WAIT [TOLD_WITHIN]]
 # Every verb is idempotent and prints one JSON object on stdout; it exits non-zero with a one-line
 # reason on stderr when it refuses:
 #   1 refused or failed, 2 usage, 3 not running and not held (the supervisor is (re)starting it:
-#   start-up rule 3 configures it from the record), 4 wrong role for the verb.
+#   start-up rule 3 configures it from the record), 4 wrong role for the verb, 6 an armed
+#   verb that was not told to go (nothing changed).
 # Nothing here decides whom to promote or follow: the module does, and writes the record.
 set -euo pipefail
 # shellcheck source=common.sh
@@ -113,13 +114,14 @@ nap() {
     read -r -t "$1" -u "${NAP_FD}" _ || true
 }
 
-# Polls a condition (a function name) every 10 ms until it holds or TIMEOUT seconds pass.
+# Polls a condition (a function name) every INTERVAL seconds (default 0.01) until it holds or
+# TIMEOUT seconds pass.
 wait_until() {
-    local timeout=$1 check=$2 deadline
+    local timeout=$1 check=$2 interval=${3:-0.01} deadline
     deadline=$((SECONDS + timeout))
     until "${check}"; do
         ((SECONDS < deadline)) || return 1
-        nap 0.01
+        nap "${interval}"
     done
 }
 
@@ -134,7 +136,13 @@ wait_in_session() {
     local timeout=$1 answer_sql=$2
     shift 2
     PGOPTIONS="${PGOPTIONS:-} -c statement_timeout=$(((timeout + 5) * 1000))" \
-        psql -X -A -t -q -v ON_ERROR_STOP=1 -v timeout="${timeout}" "$@" <<EOSQL
+        psql -X -A -t -q -v ON_ERROR_STOP=1 -v timeout="${timeout}" "$@" < <(wait_script "${answer_sql}")
+}
+
+# The script of wait_in_session (psql variable :timeout set by the caller).
+wait_script() {
+    local answer_sql=$1
+    cat <<EOSQL
 SELECT set_config('dbonk8s.wait_seconds', :'timeout', false) \\g /dev/null
 DO \$wait\$
 DECLARE
@@ -208,9 +216,10 @@ cmd_stop() {
         changed=1
         # Fast: sessions are ended and their open transactions rolled back; walsenders send the
         # standbys everything up to the shutdown checkpoint and wait for them before exiting.
-        # pg_ctl -w looks every 100 ms; writes are paused until the stop is seen, so look more often.
+        # pg_ctl -w looks every 100 ms; writes are paused until the stop is seen: look every 2 ms
+        # (a file test, no process).
         pg_ctl stop -D "${PGDATA}" -m fast -W >/dev/null || refuse 1 "pg_ctl stop failed (it is still held)"
-        wait_until "${timeout}" stopped || refuse 1 "PostgreSQL did not stop within ${timeout}s (it is still held)"
+        wait_until "${timeout}" stopped 0.002 || refuse 1 "PostgreSQL did not stop within ${timeout}s (it is still held)"
     fi
     read_controldata
     state=$(controldata_field 'Database cluster state')
@@ -225,6 +234,16 @@ cmd_stop() {
         "$(json_string "${state}")"
 }
 
+# Armed verbs (promote, follow with TOLD_WITHIN) prepare, then wait for the line "go" on stdin
+# before they change anything. Any other line, end of input or TOLD_WITHIN seconds without a line:
+# nothing was changed (exit 6).
+await_go() {
+    local told_within=$1 line=''
+    if ! read -r -t "${told_within}" line || [[ "${line}" != go ]]; then
+        refuse 6 "not told to go (${line:-no line}): nothing changed"
+    fi
+}
+
 # Asks for the promotion and waits for its end in one session, looking every 5 ms, then describes
 # the server in the same session: pg_promote(wait => true) looks only every 100 ms, and each psql
 # started costs a connection while writes are paused. 'already': it was not in recovery.
@@ -234,17 +253,39 @@ readonly PROMOTE_SQL="CASE WHEN NOT pg_is_in_recovery() THEN
     CASE WHEN set_config('dbonk8s.asked', 'yes', false) = 'yes' AND pg_promote(false) THEN 'no' ELSE 'refused' END
   ELSE 'no' END"
 
+# With TOLD_WITHIN, everything but the promotion itself is done first (checks, the session opened)
+# and the promotion waits for "go" (await_go): the module starts this while the old primary shuts
+# down and says "go" once the record names this member, so that neither an exec nor a connection
+# stands between the record and the promotion.
 cmd_promote() {
-    local epoch=${1:-} timeout=${2:-60} mine changed=0 output rc=0
-    [[ "${epoch}" =~ ^[0-9]+$ && "${timeout}" =~ ^[0-9]+$ ]] || refuse 2 "usage: ctl.sh promote EPOCH [TIMEOUT_SECONDS]"
+    local epoch=${1:-} timeout=${2:-60} told_within=${3:-} mine changed=0 output rc=0 line session_in
+    [[ "${epoch}" =~ ^[0-9]+$ && "${timeout}" =~ ^[0-9]+$ && "${told_within}" =~ ^[0-9]*$ ]] \
+        || refuse 2 "usage: ctl.sh promote EPOCH [TIMEOUT_SECONDS [TOLD_WITHIN_SECONDS]]"
     is_accepting || refuse 3 "PostgreSQL is not accepting connections: cannot promote"
     mine=$(local_epoch)
     (( mine <= epoch )) || refuse 1 "this member is configured for epoch ${mine}, newer than ${epoch}: refusing a stale promotion"
-    # The epoch first: a member that promoted and then restarts must not obey an older record and
-    # turn back into a standby of the old primary (start-up rule 2).
-    write_local_epoch "${epoch}"
-    output=$(WAIT_THEN_SQL=${SERVER_SQL} wait_in_session "${timeout}" "${PROMOTE_SQL}" \
-        -d "dbname=postgres connect_timeout=5 application_name=dbonk8s-ctl") || rc=$?
+    if [[ -z "${told_within}" ]]; then
+        # The epoch first: a member that promoted and then restarts must not obey an older record
+        # and turn back into a standby of the old primary (start-up rule 2).
+        write_local_epoch "${epoch}"
+        output=$(WAIT_THEN_SQL=${SERVER_SQL} wait_in_session "${timeout}" "${PROMOTE_SQL}" \
+            -d "dbname=postgres connect_timeout=5 application_name=dbonk8s-ctl") || rc=$?
+    else
+        coproc PROMOTE_SESSION {
+            PGOPTIONS="-c statement_timeout=$(((timeout + 5) * 1000))" \
+                psql -X -A -t -q -v ON_ERROR_STOP=1 -v timeout="${timeout}" -d "dbname=postgres connect_timeout=5 application_name=dbonk8s-ctl"
+        }
+        printf '%s\n' "SELECT 'connected';" >&"${PROMOTE_SESSION[1]}"
+        read -r -t 10 -u "${PROMOTE_SESSION[0]}" line && [[ "${line}" == connected ]] \
+            || refuse 1 "could not open a session to promote in"
+        await_go "${told_within}"
+        write_local_epoch "${epoch}"
+        WAIT_THEN_SQL=${SERVER_SQL} wait_script "${PROMOTE_SQL}" >&"${PROMOTE_SESSION[1]}"
+        session_in=${PROMOTE_SESSION[1]}
+        exec {session_in}>&-
+        output=$(cat <&"${PROMOTE_SESSION[0]}")
+        wait "${PROMOTE_SESSION_PID}" || rc=$?
+    fi
     ((rc == 0)) || refuse 1 "promotion failed (psql exited ${rc})"
     case "${output%%$'\n'*}" in
         already) ;;
@@ -298,16 +339,17 @@ wait_promoted() {
 }
 
 cmd_follow() {
-    local primary=${1:-} epoch=${2:-} wait=${3:-0} host want current changed=0 mode rewound=no mine
-    [[ -n "${primary}" && "${epoch}" =~ ^[0-9]+$ && "${wait}" =~ ^[0-9]+$ ]] || refuse 2 "usage: ctl.sh follow PRIMARY EPOCH [WAIT_SECONDS]"
+    local primary=${1:-} epoch=${2:-} wait=${3:-0} told_within=${4:-} host want current changed=0 mode rewound=no mine
+    [[ -n "${primary}" && "${epoch}" =~ ^[0-9]+$ && "${wait}" =~ ^[0-9]+$ && "${told_within}" =~ ^[0-9]*$ ]] \
+        || refuse 2 "usage: ctl.sh follow PRIMARY EPOCH [WAIT_SECONDS [TOLD_WITHIN_SECONDS]]"
     [[ "${primary}" != "${POD_NAME}" ]] || refuse 2 "a member cannot follow itself"
     mine=$(local_epoch)
     (( mine <= epoch )) || refuse 1 "this member is configured for epoch ${mine}, newer than ${epoch}: refusing a stale repoint"
     host=$(member_host "${primary}")
     want=$(replication_conninfo "${host}")
     if (( wait > 0 )); then
-        # The module starts this while the promotion runs, so that the two exec round trips
-        # overlap; a standby that followed a standby would be cut off by the promotion.
+        # The module may start this while the promotion runs, so that the two exec round trips
+        # overlap, and have the standby follow a primary, never a standby that may fail to promote.
         wait_promoted "${host}" "${wait}" || refuse 1 "${primary} did not come out of recovery within ${wait}s"
     fi
     if is_running; then
@@ -317,6 +359,10 @@ cmd_follow() {
         [[ "${current%%$'\n'*}" == true ]] || refuse 4 "this member runs as a primary: stop it first (ctl.sh stop)"
         current=${current#*$'\n'}
         mode=reload
+        # Armed (the module says "go" once the record names the new primary): the reload then
+        # makes this a cascading standby of the candidate during its promotion; it crosses to the
+        # new timeline on the same connection.
+        [[ -z "${told_within}" ]] || await_go "${told_within}"
         if [[ "${current}" != "${want}" ]]; then
             changed=1
             # Since PostgreSQL 13 a reload restarts the walreceiver with the new conninfo: no restart.
@@ -325,6 +371,7 @@ cmd_follow() {
                 -c "ALTER SYSTEM SET primary_conninfo = '${want//\'/\'\'}'" -c 'SELECT pg_reload_conf()' >/dev/null
         fi
     else
+        [[ -z "${told_within}" ]] || refuse 3 "PostgreSQL is not running: only a running standby can be armed to follow"
         is_held || refuse 3 "PostgreSQL is not running and not held: the supervisor is starting it, and start-up follows the record"
         mode=stopped
         changed=1
@@ -356,7 +403,7 @@ main() {
         replayed) cmd_replayed "$@" ;;
         promote) cmd_promote "$@" ;;
         follow) cmd_follow "$@" ;;
-        *) refuse 2 "usage: ctl.sh state|hold|release|checkpoint|stop [TIMEOUT]|replayed TIMEOUT [LSN]|promote EPOCH [TIMEOUT]|follow PRIMARY EPOCH [WAIT]" ;;
+        *) refuse 2 "usage: ctl.sh state|hold|release|checkpoint|stop [TIMEOUT]|replayed TIMEOUT [LSN]|promote EPOCH [TIMEOUT [TOLD_WITHIN]]|follow PRIMARY EPOCH [WAIT [TOLD_WITHIN]]" ;;
     esac
 }
 

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ExecResult, PodUnavailable
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ExecResult, PodUnavailable, StdinLine
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._local_api import LocalApiStore
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._local_backend import LocalBackend
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pgtext import lsn_from_int, lsn_to_int
@@ -147,7 +147,13 @@ class FakeCluster:
 
     # -- exec --------------------------------------------------------------------------------
 
-    def exec(self, pod: str, argv: list[str]) -> ExecResult:
+    def exec(self, pod: str, argv: list[str], stdin: StdinLine | None = None) -> ExecResult:
+        if stdin is not None:
+            # An armed command (ctl.sh promote EPOCH TIMEOUT TOLD_WITHIN) waits, without the lock,
+            # for its line; anything but "go" changes nothing. It counts as called once told.
+            line = stdin.wait(float(argv[-1]))
+            if line != "go":
+                return ExecResult(6, "", f"ctl.sh: not told to promote ({line!r}): nothing changed\n")
         with self.lock:
             self.calls.append((pod, list(argv)))
             if self.before_exec is not None:
@@ -309,7 +315,7 @@ class FakeCluster:
             raise Refusal(5, f"not replayed within {timeout}s past {lsn}: replayed {lsn_from_int(member.lsn)}")
         return self._server(member)
 
-    def _ctl_promote(self, member: Member, epoch: str, timeout: str = "60") -> dict[str, Any]:
+    def _ctl_promote(self, member: Member, epoch: str, timeout: str = "60", told_within: str = "") -> dict[str, Any]:
         if not member.running:
             raise Refusal(3, "PostgreSQL is not accepting connections: cannot promote")
         if member.epoch > int(epoch):
@@ -325,7 +331,7 @@ class FakeCluster:
             member.cluster_state = "in production"
         return dict({"changed": changed, "epoch": int(epoch)}, **self._server(member))
 
-    def _ctl_follow(self, member: Member, primary: str, epoch: str, wait: str = "0") -> dict[str, Any]:
+    def _ctl_follow(self, member: Member, primary: str, epoch: str, wait: str = "0", told_within: str = "") -> dict[str, Any]:
         if primary == member.name:
             raise Refusal(2, "a member cannot follow itself")
         if member.epoch > int(epoch):
@@ -368,8 +374,8 @@ class FakeBackend(LocalBackend):
         super().__init__(cluster.root, namespace=NAMESPACE)
         self.cluster = cluster
 
-    def exec(self, pod_name: str, argv: list[str], timeout: float) -> ExecResult:
-        return self.cluster.exec(pod_name, argv)
+    def exec(self, pod_name: str, argv: list[str], timeout: float, stdin: StdinLine | None = None) -> ExecResult:
+        return self.cluster.exec(pod_name, argv, stdin)
 
 
 __all__ = ["FakeCluster", "FakeBackend", "Member", "NAMESPACE", "NAME", "lsn_to_int"]
