@@ -42,6 +42,8 @@ def test_members_up_with_synchronous_streaming(localpods_cluster: LocalPods) -> 
     # One system: the standbys are clones of the primary, initialised with data checksums.
     assert {system_identifier(cluster, pod) for pod in cluster.pod_names()} == {system_identifier(cluster, PRIMARY)}
     assert cluster.psql(PRIMARY, "SHOW data_checksums") == "on"
+    # pg_cluster_wal_segment_size_mb (default 4) reached initdb; the clones inherit it.
+    assert {cluster.psql(pod, "SHOW wal_segment_size") for pod in cluster.pod_names()} == {"4MB"}
     assert cluster.psql(PRIMARY, "SHOW password_encryption") == "scram-sha-256"
     assert cluster.psql(PRIMARY, "SELECT rolreplication FROM pg_roles WHERE rolname = 'replicator'") == "t"
     # The pods' identity as Kubernetes gives it: hostname and the headless Service names.
@@ -66,7 +68,7 @@ def test_wal_segments_reach_the_archive(localpods_cluster: LocalPods) -> None:
     cluster.psql(PRIMARY, "INSERT INTO acceptance VALUES (2, 'before the switch'); SELECT pg_switch_wal()")
     archive = os.path.join(cluster.volume_dir("postgres-wal-archive"), "postgres", "postgres")
     eventually(lambda: os.path.isfile(os.path.join(archive, segment)), message=f"{segment} in the archive")
-    assert os.path.getsize(os.path.join(archive, segment)) == 16 * 1024 * 1024
+    assert os.path.getsize(os.path.join(archive, segment)) == 4 * 1024 * 1024
     assert cluster.psql(PRIMARY, "SELECT failed_count FROM pg_stat_archiver") == "0"
 
 

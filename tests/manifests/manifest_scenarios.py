@@ -33,6 +33,7 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
         "pg_cluster_spread": "required",
         "pg_cluster_name": "db",
         "pg_cluster_namespace": "data",
+        "pg_cluster_wal_segment_size_mb": 16,
     },
     "m3-off": {
         "pg_cluster_members": 3,
@@ -71,10 +72,11 @@ DEFAULTS: Dict[str, Any] = {
     "pg_cluster_client_cidrs": [],
     "pg_cluster_client_namespace_labels": [],
     "pg_cluster_client_pod_labels": [],
+    "pg_cluster_wal_segment_size_mb": 4,
 }
 
 
 def setting(scenario: str, variable: str) -> Any:
     """The value of a role variable in a scenario, with integers as integers."""
     value = SCENARIOS[scenario].get(variable, DEFAULTS[variable])
-    return int(value) if variable in ("pg_cluster_members", "pg_cluster_sync_count") else value
+    return int(value) if variable in ("pg_cluster_members", "pg_cluster_sync_count", "pg_cluster_wal_segment_size_mb") else value

@@ -38,7 +38,9 @@ initialise() {
     secret superuser-password >"${superuser_password_file}"
     # C.UTF-8 sorts by code point, the same in musl (the image) and glibc: no collation drift
     # between images that would corrupt indexes.
-    if ! initdb -D "${stage}" --data-checksums --encoding=UTF8 --locale=C.UTF-8 \
+    # Small WAL segments keep the WAL file work inside a switchover's write pause small (the
+    # shutdown's segment switch, its archiving, the promotion's copy of the last segment).
+    if ! initdb -D "${stage}" --wal-segsize="${PG_WAL_SEGMENT_SIZE_MB:-16}" --data-checksums --encoding=UTF8 --locale=C.UTF-8 \
         --auth-local=peer --auth-host=scram-sha-256 --username="${PGUSER}" \
         --pwfile="${superuser_password_file}" >&2; then
         rm -f "${superuser_password_file}"
