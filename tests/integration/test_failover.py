@@ -103,3 +103,36 @@ def test_whole_cluster_stopped_and_started_keeps_the_recorded_primary(cluster):
     for pod in MEMBERS:
         query = f"SELECT count(*) FROM restart_probe WHERE v = '{marker}'"
         pods.wait(f"{pod} has the row written before the stop", lambda pod=pod, query=query: pods.try_sql(pod, query) == "1")
+
+
+def test_candidate_too_far_behind_is_refused_without_force(tmp_path, cluster):
+    runtime, runtime_dir, pods = cluster
+    primary = pods.record()["data"]["primary"]
+    epoch = pods.record()["data"]["epoch"]
+    behind, ahead = [pod for pod in MEMBERS if pod != primary]
+    # The standby stops receiving (its walreceiver ends with an empty primary_conninfo) while the
+    # other one goes on acknowledging commits (synchronous ANY 1): only the other holds them.
+    pods.sql(behind, "ALTER SYSTEM SET primary_conninfo = ''")
+    pods.sql(behind, "SELECT pg_reload_conf()")
+    pods.wait(f"{behind} has no walreceiver", lambda: pods.try_sql(behind, "SELECT count(*) FROM pg_stat_wal_receiver") == "0")
+    with Writer(cluster_conninfo(runtime_dir)) as writer:
+        writer.wait_acks_after(time.monotonic(), count=50)
+        runtime.cli("kill", primary, "--signal", "KILL")
+        runtime.cli("stop", primary)
+        refused = run_module(tmp_path, runtime_dir, module="pg_failover", candidate=behind, **CONFIRM)
+        assert refused.get("failed") and refused["changed"] is False
+        assert f"candidate {behind} received" in refused["msg"] and "bytes less WAL than " + ahead in refused["msg"], refused["msg"]
+        gap = refused["gap_bytes"]
+        assert gap > 0 and f"received {gap} bytes less" in refused["msg"]
+        # Nothing changed: the record, and both standbys still in recovery.
+        assert pods.record()["data"] == {"primary": primary, "epoch": epoch}
+        assert [pods.sql(pod, "SELECT pg_is_in_recovery()") for pod in (behind, ahead)] == ["t", "t"]
+
+        result = run_module(tmp_path, runtime_dir, module="pg_failover", **CONFIRM)
+        assert not result.get("failed"), result.get("msg")
+        assert result["new_primary"] == ahead and result["lossless"] is True
+        writer.wait_acks_after(time.monotonic(), count=5)
+        assert writer.missing() == []
+    # The standby that fell behind is repointed and catches up; the lost primary comes back as a standby.
+    runtime.cli("start", primary)
+    pods.wait_healthy(ahead)
