@@ -7,9 +7,10 @@ back as a standby (pod start-up rewinds it), and waits until the cluster is heal
 (tests/integration/writer.py) commits continuously through a multi-host conninfo with
 target_session_attrs=read-write. Printed per run and as median / max:
 
-- the write gap from the module's start: from the moment pg_failover starts until the writer's
-  first acknowledged commit on the new primary (the confirmation window, ``probes`` over
-  ``confirm_seconds``, is part of it by design);
+- the write gap from the module's start: from the moment ansible-playbook is started for
+  pg_failover until the writer's first acknowledged commit on the new primary. Part of it by
+  design: ansible-playbook's own start (about 1.5 s here) and the confirmation window
+  (``probes`` over ``confirm_seconds``);
 - the module's own duration and each step's;
 - acknowledged commits missing afterwards (must be 0).
 
