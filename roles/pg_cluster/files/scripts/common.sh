@@ -4,7 +4,7 @@
 # The same file runs in the postgres:15-alpine image (busybox tools) and in the local pod runtime
 # (Debian), so it uses only bash and POSIX tools.
 
-SCRIPT_NAME=$(basename "${0}")
+SCRIPT_NAME=${0##*/}
 readonly SCRIPT_NAME
 readonly CONFIG_DIR=/etc/postgresql/config
 readonly CONFIG_FILE=${CONFIG_DIR}/postgresql.conf
