@@ -36,37 +36,9 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "integration"))
 
 from writer import Writer, cluster_conninfo  # noqa: E402
 
+from _module import run_module  # noqa: E402
+
 CLI = os.path.join(REPO_ROOT, "tests", "localpods", "cli.py")
-
-
-def run_failover(runtime_dir: str, scratch: str, args: dict) -> dict:
-    result_file = os.path.join(scratch, f"result-{time.monotonic_ns()}.json")
-    playbook = os.path.join(scratch, "failover.yml")
-    with open(playbook, "w", encoding="utf-8") as handle:
-        json.dump(
-            [
-                {
-                    "name": "bench",
-                    "hosts": "localhost",
-                    "connection": "local",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "Fail over",
-                            "dbonk8s.postgresql.pg_failover": {"transport": "local", "local_runtime_dir": runtime_dir, **args},
-                            "register": "out",
-                            "ignore_errors": True,
-                        },
-                        {"name": "Save", "ansible.builtin.copy": {"content": "{{ out | to_json }}", "dest": result_file, "mode": "0600"}},
-                    ],
-                }
-            ],
-            handle,
-        )
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO_ROOT, "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO_ROOT, ".collections"))
-    subprocess.run(["ansible-playbook", playbook], cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=600)
-    with open(result_file, encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def cli(runtime_dir: str, *args: str) -> None:
@@ -93,7 +65,7 @@ def bench(runtime_dir: str, runs: int, scratch: str, confirm_seconds: int) -> in
             cli(runtime_dir, "kill", primary, "--signal", "KILL")
             cli(runtime_dir, "stop", primary)
             started = time.monotonic()
-            result = run_failover(runtime_dir, scratch, args)
+            result = run_module("pg_failover", {"transport": "local", "local_runtime_dir": runtime_dir, **args}, scratch)
             if result.get("failed"):
                 print(f"run {run}: failover failed: {result.get('msg')}")
                 return 1

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,35 +33,7 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "integration"))
 
 from writer import Writer, cluster_conninfo  # noqa: E402
 
-
-def switchover(runtime_dir: str, candidate: str, scratch: str) -> dict:
-    result_file = os.path.join(scratch, f"result-{time.monotonic_ns()}.json")
-    playbook = os.path.join(scratch, "switchover.yml")
-    with open(playbook, "w", encoding="utf-8") as handle:
-        json.dump(
-            [
-                {
-                    "name": "bench",
-                    "hosts": "localhost",
-                    "connection": "local",
-                    "gather_facts": False,
-                    "tasks": [
-                        {
-                            "name": "Switch over",
-                            "dbonk8s.postgresql.pg_switchover": {"transport": "local", "local_runtime_dir": runtime_dir, "candidate": candidate},
-                            "register": "out",
-                            "ignore_errors": True,
-                        },
-                        {"name": "Save", "ansible.builtin.copy": {"content": "{{ out | to_json }}", "dest": result_file, "mode": "0600"}},
-                    ],
-                }
-            ],
-            handle,
-        )
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO_ROOT, "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO_ROOT, ".collections"))
-    subprocess.run(["ansible-playbook", playbook], cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=600)
-    with open(result_file, encoding="utf-8") as handle:
-        return json.load(handle)
+from _module import run_module  # noqa: E402
 
 
 def bench(runtime_dir: str, runs: int, scratch: str) -> int:
@@ -76,7 +47,7 @@ def bench(runtime_dir: str, runs: int, scratch: str) -> int:
             # Back and forth between the first two members.
             candidate = "postgres-1" if current != "postgres-1" else "postgres-0"
             started = time.monotonic()
-            result = switchover(runtime_dir, candidate, scratch)
+            result = run_module("pg_switchover", {"transport": "local", "local_runtime_dir": runtime_dir, "candidate": candidate}, scratch)
             ended = time.monotonic()
             if result.get("failed"):
                 print(f"run {run}: switchover to {candidate} failed: {result.get('msg')}")
