@@ -21,7 +21,7 @@ import struct
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Any, Callable
 
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._local_api import LocalApiError, LocalApiStore
 
@@ -38,6 +38,7 @@ class ExecScript:
     status: dict | None = None  # a complete v1.Status to send instead of one derived from rc
     handshake_error: tuple[int, str] | None = None  # refuse the upgrade with (HTTP status, message)
     delay: float = 0.0  # seconds to wait before the status, to make the client time out
+    read_stdin: bool = False  # wait for one frame on channel 0 (stdin) and echo it as "stdin:<data>" on stdout
 
 
 def exit_status(rc: int) -> dict:
@@ -75,6 +76,7 @@ class FakeKubeApi:
         self.exec_handler: Callable[[str, str, list[str]], ExecScript] = lambda pod, container, argv: ExecScript()
         self.requests: list[tuple[str, str, str]] = []  # (method, path, content type)
         self.exec_calls: list[tuple[str, str, list[str]]] = []
+        self.exec_stdin_flags: list[str] = []
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -182,6 +184,7 @@ class FakeKubeApi:
         argv = query.get("command", [])
         container = (query.get("container") or [""])[0]
         self.exec_calls.append((pod, container, argv))
+        self.exec_stdin_flags.append((query.get("stdin") or ["false"])[0])
         stored = self.store.get("Pod", namespace, pod)
         if stored is None:
             script = ExecScript(handshake_error=(404, f'pods "{pod}" not found'))
@@ -203,6 +206,9 @@ class FakeKubeApi:
         handler.end_headers()
         handler.wfile.flush()
         out = handler.wfile
+        if script.read_stdin:
+            data = _read_channel_frame(handler.rfile, channel=0)
+            out.write(_frame(0x2, b"\x01" + b"stdin:" + data))
         if script.stdout:
             out.write(_frame(0x2, b"\x01" + script.stdout.encode()))
         if script.stderr:
@@ -219,6 +225,22 @@ class FakeKubeApi:
         except OSError:
             pass  # the client gave up (timeout test)
         handler.close_connection = True
+
+
+def _read_channel_frame(rfile: Any, channel: int) -> bytes:
+    """The payload (after the channel byte) of the client's next data frame on ``channel``; client
+    frames are masked (RFC 6455 5.3)."""
+    while True:
+        first, second = rfile.read(2)
+        opcode, length = first & 0x0F, second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", rfile.read(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", rfile.read(8))
+        mask = rfile.read(4) if second & 0x80 else b"\0\0\0\0"
+        payload = bytes(byte ^ mask[index % 4] for index, byte in enumerate(rfile.read(length)))
+        if opcode in (0x1, 0x2) and payload[:1] == bytes([channel]):
+            return payload[1:]
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:

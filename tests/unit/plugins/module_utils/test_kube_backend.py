@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 
 import pytest
 from fake_kube_api import ExecScript, FakeKubeApi, seed_cluster
@@ -19,6 +20,7 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import
     NotFound,
     PodUnavailable,
     StatefulSetMembers,
+    StdinLine,
     backend_from_params,
 )
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._kube_backend import KubernetesBackend, build_configuration
@@ -156,6 +158,21 @@ def test_exec_success_with_argv_list(api):
     result = backend_for(api).exec("postgres-0", ["psql", "-c", "SELECT 'a b'"], timeout=5)
     assert (result.rc, result.stdout, result.stderr) == (0, "out", "err")
     assert api.exec_calls == [("postgres-0", "postgres", ["psql", "-c", "SELECT 'a b'"])]
+
+
+def test_exec_stdin_line_said_later_reaches_channel_0(api):
+    api.exec_handler = lambda pod, container, argv: ExecScript(read_stdin=True, rc=0)
+    line = StdinLine()
+    threading.Timer(0.2, line.say, args=("go",)).start()
+    result = backend_for(api).exec("postgres-0", ["/etc/postgresql/scripts/ctl.sh", "promote", "2", "60", "90"], timeout=5, stdin=line)
+    assert (result.rc, result.stdout) == (0, "stdin:go\n")
+    assert api.exec_stdin_flags == ["true"]
+
+
+def test_exec_without_stdin_asks_for_none(api):
+    api.exec_handler = lambda pod, container, argv: ExecScript(rc=0)
+    backend_for(api).exec("postgres-0", ["true"], timeout=5)
+    assert api.exec_stdin_flags == ["false"]
 
 
 def test_exec_non_zero_exit_code(api):
