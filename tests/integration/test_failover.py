@@ -18,6 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_switchover import MEMBERS, Pods, run_module  # noqa: E402
 from writer import Writer, cluster_conninfo  # noqa: E402
 
+from tests.localpods import cli as localpods_cli  # noqa: E402
+from tests.localpods.fixtures import LocalPods, _down_all  # noqa: E402
+
 CONFIRM = {"probes": 3, "confirm_seconds": 3, "exec_timeout": 5, "lease_seconds": 2}
 
 
@@ -136,3 +139,34 @@ def test_candidate_too_far_behind_is_refused_without_force(tmp_path, cluster):
     # The standby that fell behind is repointed and catches up; the lost primary comes back as a standby.
     runtime.cli("start", primary)
     pods.wait_healthy(ahead)
+
+
+def test_primary_restarted_with_a_stale_record_does_not_start_as_a_second_primary(tmp_path, localpods_manifests):
+    # Its own runtime: ConfigMap volumes are never refreshed in a running pod (kubelet refreshes
+    # them only every minute or so), and a crashed container comes back after a long back-off,
+    # so the lost primary's container restarts after the failover and still reads the old record:
+    # its own name, with the epoch it is configured for.
+    runtime = LocalPods(localpods_cli.up(localpods_manifests, None, None, 240, True, ["--config-refresh=3600", "--backoff-initial=20", "--backoff-max=20"]))
+    try:
+        runtime_dir = runtime.runtime_dir
+        pods = Pods(runtime_dir)
+        pods.wait_healthy("postgres-0")
+        runtime.cli("kill", "postgres-0", "--signal", "KILL")
+        result = run_module(tmp_path, runtime_dir, module="pg_failover", **CONFIRM)
+        assert not result.get("failed"), result.get("msg")
+        new = result["new_primary"]
+        marker = "not starting as a second primary"
+        pods.wait(
+            "postgres-0's container to restart",
+            lambda: marker in runtime.log("postgres-0") or pods.try_sql("postgres-0", "SELECT pg_is_in_recovery()") is not None,
+            timeout=60,
+        )
+        assert pods.try_sql("postgres-0", "SELECT pg_is_in_recovery()") != "f", "the former primary started as a second primary"
+        assert marker in runtime.log("postgres-0")
+        assert pods.primaries() == [new]
+        # A new pod gets fresh volumes: it reads the record as it is and rejoins as a standby.
+        runtime.cli("delete-pod", "postgres-0")
+        pods.wait_healthy(new)
+        assert pods.sql("postgres-0", "SELECT pg_is_in_recovery()") == "t"
+    finally:
+        _down_all([(runtime, set())])

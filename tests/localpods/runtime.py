@@ -209,6 +209,7 @@ class Pod:
         self.finished = threading.Event()
         self.lock = threading.Lock()
         self.restart_count = 0
+        self.next_config_refresh = 0.0
         self.init_statuses: list[dict] = []
         self.main_state: dict = {"waiting": {"reason": "PodInitializing"}}
         self.last_state: dict = {}
@@ -269,6 +270,16 @@ class Pod:
                 if volume["kind"] == "pvc":
                     self.runtime.ensure_claim(volume["claim"], volume["template"])
         self._project_configs()
+        self.next_config_refresh = time.monotonic() + self.runtime.options.config_refresh
+
+    def _refresh_configs_when_due(self) -> None:
+        # kubelet refreshes ConfigMap and Secret volumes on its own period, not when a container
+        # restarts: a restarted container may read files as old as one period.
+        if time.monotonic() < self.next_config_refresh:
+            return
+        with contextlib.suppress(LookupError, OSError, LocalApiError):
+            self._project_configs()
+        self.next_config_refresh = time.monotonic() + self.runtime.options.config_refresh
 
     def _mount_script(self) -> str:
         mounts: dict[str, tuple[str, bool]] = {}
@@ -477,7 +488,7 @@ class Pod:
         container = self.spec["containers"][0]
         attempts = 0
         while not self.terminating.is_set():
-            self._project_configs()
+            self._refresh_configs_when_due()
             started = time.monotonic()
             with self.lock:
                 if self.terminating.is_set():
@@ -512,16 +523,12 @@ class Pod:
         period = self.runtime.options.probe_period
         failures = 0
         next_probe = time.monotonic()
-        next_refresh = time.monotonic() + self.runtime.options.config_refresh
         while True:
             rc = self._wait(self.main, timeout=0.05)
             if rc is not None:
                 return rc
             current = time.monotonic()
-            if current >= next_refresh:
-                with contextlib.suppress(LookupError, OSError, LocalApiError):
-                    self._project_configs()
-                next_refresh = current + self.runtime.options.config_refresh
+            self._refresh_configs_when_due()
             if current >= next_probe and not self.terminating.is_set():
                 ok = True if not command else self.exec_in_pod(container, command, timeout) == 0
                 if ok:

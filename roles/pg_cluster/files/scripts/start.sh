@@ -124,6 +124,46 @@ prepare() {
     become_standby_of "${primary}" "${epoch}"
 }
 
+# A member that answers as a primary: "epoch" of its data directory, or nothing (and a non-zero
+# status) when it does not answer or is a standby.
+primary_epoch_of() {
+    local member=$1 answer
+    answer=$(psql -X -A -t -F ' ' \
+        -d "host=$(member_host "${member}") port=${PGPORT} user=${PGUSER} dbname=postgres passfile=${PASSFILE} connect_timeout=2 options=-cstatement_timeout=3000 application_name=${POD_NAME}-fence" \
+        -c "SELECT pg_is_in_recovery(), coalesce(nullif(btrim(pg_read_file('${EPOCH_FILE_NAME}', 0, 32, true), E' \\n'), ''), '0')" 2>/dev/null) || return 1
+    [[ "${answer}" =~ ^f\ ([0-9]+)$ ]] || return 1
+    printf '%s' "${BASH_REMATCH[1]}"
+}
+
+# Fencing against a stale view of the record. kubelet refreshes a mounted ConfigMap only every
+# minute or so, and a container restarted meanwhile reads the record as it was: a primary replaced
+# by a failover may still find its own name there. So before this member starts as a primary, it
+# asks the other members at once; one running as a primary for a newer epoch than this member's
+# is printed as "member epoch" (status 0). A primary of an older epoch is a former primary that
+# was fenced off: it is only reported, since the record and the -rw Service name this member.
+newer_primary() {
+    local mine=$1 dir member epoch pids=() newer=''
+    dir=$(mktemp -d "${RUN_DIR}/fence.XXXXXX")
+    for member in $(config_value dbonk8s.members | tr ',' ' '); do
+        [[ "${member}" == "${POD_NAME}" ]] && continue
+        ( epoch=$(primary_epoch_of "${member}") && printf '%s\n' "${epoch}" >"${dir}/${member}" ) &
+        pids+=("$!")
+    done
+    (( ${#pids[@]} == 0 )) || wait "${pids[@]}" || true
+    for member in $(config_value dbonk8s.members | tr ',' ' '); do
+        [[ -s "${dir}/${member}" ]] || continue
+        epoch=$(cat "${dir}/${member}")
+        if (( epoch > mine )); then
+            newer="${member} ${epoch}"
+        else
+            log "WARNING: ${member} also runs as a primary, configured for epoch ${epoch} (this member: ${mine}); it is a former primary and must be stopped"
+        fi
+    done
+    rm -rf "${dir}"
+    [[ -n "${newer}" ]] || return 1
+    printf '%s' "${newer}"
+}
+
 run_postgres() {
     local rc=0
     set_phase running
@@ -140,7 +180,7 @@ run_postgres() {
 }
 
 main() {
-    local rc after_hold=0
+    local rc after_hold=0 newer
     write_pgpass
     while :; do
         if [[ -e "${HOLD_FILE}" ]]; then
@@ -160,6 +200,11 @@ main() {
         fi
         after_hold=0
         [[ "${terminating}" == 1 ]] && exit 0
+        if [[ ! -f "${PGDATA}/standby.signal" ]] && newer=$(newer_primary "$(local_epoch)"); then
+            log "${newer%% *} runs as the primary of epoch ${newer##* }, newer than the record seen here (primary $(record_primary), epoch $(record_epoch)): not starting as a second primary; reading the record again in ${PRIMARY_WAIT_SECONDS}s"
+            sleep "${PRIMARY_WAIT_SECONDS}"
+            continue
+        fi
         rc=0
         run_postgres || rc=$?
         if [[ "${terminating}" == 1 ]]; then
