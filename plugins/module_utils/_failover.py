@@ -33,8 +33,10 @@ from typing import Any
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, member_ordinal
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import (
     LeaseHeld,
+    LeaseInfo,
     Operation,
     ProcedureError,
+    Record,
     follow,
     lsn,
     required_sync_count,
@@ -147,6 +149,8 @@ class Failover(Operation):
         lease = record.lease
         if lease is not None and lease.holder != self.holder and not lease.expired(self.now()):
             raise FailoverFailed(str(LeaseHeld(lease)), dict(result, lease=lease.describe()))
+        if lease is not None and primary is not None and primary == lease.candidate != lease.previous:
+            return self._finish(lease, record, result, started, check_mode)
         cluster = state["cluster"]
         if cluster["primaries"] == [primary] and lease is None:
             # Nothing was lost; a second run after a successful failover lands here too.
@@ -218,6 +222,31 @@ class Failover(Operation):
                     pass
             raise FailoverFailed(f"failover stopped at step {self.steps.done[-1]['name']}: {exc}; run the module again to finish", result) from None
         self.notes.append(f"{primary} rejoins as a standby of {new} when it starts again (start-up follows the record, with pg_rewind)")
+        result["duration_ms"] = int(round((self.clock() - started) * 1000))
+        return result
+
+    def _finish(self, lease: LeaseInfo, record: Record, result: dict[str, Any], started: float, check_mode: bool) -> dict[str, Any]:
+        """An interrupted run (its lease expired) had written the record: the recorded member was
+        chosen as the one holding every acknowledged commit, so the rerun finishes that run instead
+        of probing the recorded member as if it were the lost primary."""
+        try:
+            converged = self.finish_interrupted(lease, record, check_mode)
+            if not check_mode:
+                self.release_lease()
+        except ClusterError as exc:
+            raise FailoverFailed(f"could not finish the interrupted {lease.operation}: {exc}", result) from None
+        primary = record.primary
+        result.update(
+            changed=True,
+            previous_primary=lease.previous,
+            new_primary=primary,
+            primary=primary,
+            epoch=record.epoch,
+            findings=[f"the interrupted {lease.operation} ({lease.previous} -> {primary}, step {lease.step}) had written the record: finishing it"],
+        )
+        if not check_mode:
+            result["converged"] = converged
+        result["diff"] = {"before": {"primary": lease.previous, "epoch": lease.epoch}, "after": {"primary": primary, "epoch": record.epoch}}
         result["duration_ms"] = int(round((self.clock() - started) * 1000))
         return result
 

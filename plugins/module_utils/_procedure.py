@@ -662,6 +662,19 @@ class Operation:
         if self.lease is not None:
             self.lease.release()
 
+    def finish_interrupted(self, lease: LeaseInfo, record: Record, check_mode: bool) -> list[str]:
+        """Takes over the expired lease of an interrupted run and makes every reachable member
+        follow the record (see ``converge``); returns what was done. In check mode only a note."""
+        what = f"an interrupted {lease.operation} ({lease.previous} -> {lease.candidate}, step {lease.step})"
+        if check_mode:
+            self.notes.append(f"{what} would be finished first: the record names {record.primary}")
+            return []
+        self.take_lease(lease.previous, lease.candidate, record.epoch, step="converge")
+        budget = self.timeouts.stop + self.timeouts.promote + self.timeouts.rejoin
+        actions = self.steps.run("converge", lambda: self.converge(self.record()), budget=budget)
+        self.notes.append(f"finished {what}")
+        return actions
+
     # -- actions shared by switchover and failover ------------------------------------------
 
     def wait_primary(self, pod: str, timeout: float) -> dict[str, Any]:

@@ -183,18 +183,11 @@ class Switchover(Operation):
             raise SwitchoverFailed(str(LeaseHeld(lease)), dict(result, lease=lease.describe()))
         if lease is not None:
             # An interrupted operation: finish or undo it first, as the record says.
-            if check_mode:
-                self.notes.append(
-                    f"an interrupted {lease.operation} ({lease.previous} -> {lease.candidate}, step {lease.step}) "
-                    f"would be finished first: the record names {record.primary}"
-                )
-            else:
-                self.take_lease(lease.previous, lease.candidate, record.epoch, step="converge")
-                try:
-                    budget = self.timeouts.stop + self.timeouts.promote + self.timeouts.rejoin
-                    converged = self.steps.run("converge", lambda: self.converge(self.record()), budget=budget)
-                except ClusterError as exc:
-                    raise SwitchoverFailed(f"could not finish the interrupted {lease.operation}: {exc}", result) from None
+            try:
+                converged = self.finish_interrupted(lease, record, check_mode)
+            except ClusterError as exc:
+                raise SwitchoverFailed(f"could not finish the interrupted {lease.operation}: {exc}", result) from None
+            if not check_mode:
                 result["changed"] = True
                 result["converged"] = converged
                 state = self.observe()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ExecTimeout, StatefulSetMembers
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._failover import Failover, FailoverFailed, FailoverOptions, choose
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import Timeouts
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import Lease, Timeouts
 from test_switchover_fake_cluster import NAME, FakeCluster
 
 
@@ -120,3 +120,70 @@ def test_choose_counts_unreachable_synchronous_standbys():
     # ANY 2: every acknowledged commit is on two standbys, so on one of the reachable ones.
     safe = choose(states, "p-0", sync_required=2, requested=None, max_lag_bytes=0)
     assert safe.lossless is True and safe.refusals == []
+
+
+FAILOVER_KILL_POINTS = [
+    ("step", "record"),
+    ("step", "promote"),
+    ("step", "route+repoint"),
+    ("step", "release"),
+    ("exec", "promote"),
+    ("exec", "follow"),
+]
+
+
+@pytest.mark.parametrize("kind, point", FAILOVER_KILL_POINTS, ids=[f"{kind}-{point}" for kind, point in FAILOVER_KILL_POINTS])
+def test_killed_at_any_step_then_rerun_finishes_the_failover(cluster, monkeypatch, kind, point):
+    from test_switchover import Clock, Killed
+
+    clock = Clock()
+
+    def run(**options) -> dict:
+        operation = Failover(
+            cluster.backend(),
+            StatefulSetMembers(statefulset=NAME),
+            Timeouts(exec=5, stop=5, promote=5, rejoin=5),
+            lease_seconds=10,
+            sleep=lambda _s: None,
+            now=clock,
+            poll_interval=0.01,
+        )
+        return operation.run(FailoverOptions(**options))
+
+    cluster.write(0x800)
+    acknowledged = lose_primary(cluster)
+    if kind == "exec":
+
+        def kill(pod, argv):
+            if argv[0].endswith("ctl.sh") and argv[1] == point:
+                raise Killed()
+
+        cluster.before_exec = kill
+    else:
+        update = Lease.update
+
+        def killing_update(self, step=None, **kwargs):
+            if step == point:
+                raise Killed()
+            return update(self, step=step, **kwargs)
+
+        monkeypatch.setattr(Lease, "update", killing_update)
+    with pytest.raises(Killed):
+        run()
+    cluster.before_exec = None
+    monkeypatch.undo()
+    with pytest.raises(FailoverFailed, match="another operation holds the lease"):
+        run()
+    clock.advance(120)
+    result = run()
+    assert not result.get("failed") and result["changed"] is True, result
+    new = cluster.record()["data"]["primary"]
+    assert new != "postgres-0" and result["new_primary"] == new
+    assert cluster.primaries() == [new]
+    assert cluster.service_target() == new
+    assert cluster.members[new].lsn >= acknowledged
+    other = next(name for name in ("postgres-1", "postgres-2") if name != new)
+    assert cluster.members[other].upstream == new
+    assert cluster.record()["metadata"].get("annotations", {}).get("dbonk8s.io/lease-holder") in (None, "")
+    # And the run after that has nothing left to do.
+    assert run()["changed"] is False
