@@ -195,7 +195,7 @@ class Failover(Operation):
             raise FailoverFailed("no candidate", result)
         result["diff"]["after"] = {"primary": new, "epoch": record.epoch + 1}
         if check_mode:
-            result["changed"] = True
+            result.update(changed=True, new_primary=new, primary=new)
             return result
 
         try:

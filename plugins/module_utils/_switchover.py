@@ -177,6 +177,7 @@ class Switchover(Operation):
 
         state = self.observe()
         record = self.record()
+        result["previous_primary"] = record.primary
         result["diff"] = {"before": {"primary": record.primary, "epoch": record.epoch}}
         lease = record.lease
         if lease is not None and lease.holder != self.holder and not lease.expired(self.now()):
@@ -210,6 +211,7 @@ class Switchover(Operation):
                 if record.primary != primary:
                     record = self.steps.run("record", lambda: self.lease.update(step="record", primary=primary, epoch=record.epoch + 1))
                 result["converged"] = converged + self.steps.run("converge", lambda: self.converge(record), budget=self.timeouts.promote)
+                result["epoch"] = record.epoch
             self.release_lease()
             result.update(
                 changed=result["changed"] or bool(drift),
@@ -230,7 +232,7 @@ class Switchover(Operation):
             raise SwitchoverFailed("switchover refused: no primary or no candidate", result)
         result["diff"]["after"] = {"primary": new, "epoch": epoch + 1}
         if check_mode:
-            result["changed"] = True
+            result.update(changed=True, new_primary=new, primary=new)
             return result
 
         try:
@@ -337,9 +339,10 @@ class Switchover(Operation):
         result.update(timeline=promoted.get("timeline"), epoch=epoch + 1, new_primary=new, primary=new)
         result["write_unavailable_ms"] = self.steps.between_ms("stop:start", "promote:end")
         result["rejoin"] = self.steps.run("rejoin", lambda: self.rejoin(old, new, epoch + 1), budget=timeouts.rejoin)
-        if options.wait_for_rejoin:
-            self.steps.run("wait", lambda: self.wait_sync(new, [old], timeouts.rejoin), budget=timeouts.rejoin)
-            result["sync_back_ms"] = self.steps.between_ms("promote:end", "wait:end")
+        # The synchronous standbys are always waited for: until they are back, commits wait.
+        rejoined = [old] if options.wait_for_rejoin else []
+        self.steps.run("wait", lambda: self.wait_sync(new, rejoined, timeouts.rejoin), budget=timeouts.rejoin)
+        result["sync_back_ms"] = self.steps.between_ms("promote:end", "wait:end")
         self.steps.run("release", self.release_lease)
 
     def _repoint_armed(self, armed: list[Armed], primary: str, epoch: int) -> dict[str, Any]:

@@ -102,11 +102,13 @@ EXAMPLES = r"""
 RETURN = r"""
 previous_primary:
   description: The lost primary (the one the record named).
-  returned: always
+  returned: when the cluster could be read
   type: str
   sample: postgres-0
 new_primary:
-  description: The promoted standby.
+  description:
+    - The promoted standby; in check mode, the standby the run would promote.
+    - When there was nothing to fail over, the running primary.
   returned: success
   type: str
   sample: postgres-1
@@ -160,8 +162,8 @@ probes:
   type: list
   elements: dict
 findings:
-  description: Reasons to refuse (ignored with O(force)).
-  returned: when the primary was confirmed lost
+  description: Reasons to refuse (ignored with O(force)), or why there was nothing to fail over, or the interrupted failover that the run finished.
+  returned: when the primary was confirmed lost, there was nothing to do, or an interrupted failover was finished
   type: list
   elements: str
 steps:
@@ -178,6 +180,12 @@ duration_ms:
   description: Milliseconds the run took.
   returned: success
   type: int
+converged:
+  description: What was done to finish a failover that was interrupted after it had written the record.
+  returned: when an interrupted failover was finished
+  type: list
+  elements: str
+  sample: ["promoted postgres-1 (epoch 2)", "updated Service postgres-rw"]
 lease:
   description: The lease of the operation that holds the cluster, when the run was refused because of it.
   returned: when another operation holds the lease

@@ -51,9 +51,10 @@ options:
     default: 16777216
   wait_for_rejoin:
     description:
-      - Wait until the old primary streams from the new one and the configured synchronous standbys are
-        back before returning.
-      - Without it, the module returns once the old primary was told to rejoin.
+      - Wait until the old primary streams from the new one before returning.
+      - Without it, the module returns once the old primary was told to rejoin and the configured
+        synchronous standbys stream from the new primary (those are always waited for, since until they
+        are back, commits wait).
     type: bool
     default: true
   exec_timeout:
@@ -125,12 +126,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 previous_primary:
-  description: The primary before the run.
-  returned: always
+  description: The primary before the run (the record's, until the preflight observed the running one).
+  returned: when the cluster could be read
   type: str
   sample: postgres-0
 new_primary:
-  description: The primary after the run (the candidate).
+  description: The primary after the run (the candidate); in check mode, the primary the run would make.
   returned: success
   type: str
   sample: postgres-1
@@ -141,12 +142,12 @@ primary:
   sample: postgres-1
 candidate:
   description: The candidate chosen or given.
-  returned: always
+  returned: when preflight ran
   type: str
   sample: postgres-1
 epoch:
   description: The record's epoch after the switchover.
-  returned: when the primary changed
+  returned: when the primary or the record changed (not in check mode)
   type: int
   sample: 2
 switchover_lsn:
@@ -166,7 +167,7 @@ write_unavailable_ms:
   sample: 420
 sync_back_ms:
   description: Milliseconds from the end of the promotion until the synchronous standbys (and the old primary) streamed.
-  returned: when the primary changed and O(wait_for_rejoin=true)
+  returned: when the primary changed
   type: int
   sample: 900
 duration_ms:

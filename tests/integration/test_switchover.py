@@ -235,6 +235,25 @@ def test_check_mode_changes_nothing(tmp_path, cluster):
     assert pods.sql("postgres-2", "SELECT pg_is_in_recovery()") == "t"
 
 
+def test_playbooks_in_check_mode_print_the_plan_and_change_nothing(tmp_path, cluster):
+    runtime_dir, pods = cluster
+    record = pods.record()
+    local = ["-e", "pg_switchover_transport=local", "-e", f"pg_switchover_local_runtime_dir={runtime_dir}"]
+    local += ["-e", "pg_failover_transport=local", "-e", f"pg_failover_local_runtime_dir={runtime_dir}"]
+    _argv, _result, env = playbook(tmp_path, "pg_switchover", {})
+    printed = {}
+    for name, extra in (("switchover", ["-e", "candidate=postgres-2"]), ("failover", [])):
+        argv = ["ansible-playbook", os.path.join("playbooks", f"{name}.yml"), "--check", "--diff", *local, *extra]
+        completed = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=env, timeout=600, check=False)
+        output = completed.stdout + completed.stderr
+        assert completed.returncode == 0 and "Traceback" not in output, output
+        printed[name] = output
+    assert "primary: postgres-0 -> postgres-2" in printed["switchover"] and "check mode" in printed["switchover"], printed["switchover"]
+    assert "primary: postgres-0 -> postgres-0" in printed["failover"], printed["failover"]
+    assert pods.primaries() == ["postgres-0"]
+    assert pods.record() == record
+
+
 def test_lagging_and_stopped_candidates_are_refused(tmp_path, cluster):
     runtime_dir, pods = cluster
     record = pods.record()

@@ -104,6 +104,20 @@ def test_switchover_and_back(cluster, clock):
     assert_converged(cluster, "postgres-0", 3)
 
 
+def test_without_waiting_for_rejoin_the_synchronous_standbys_are_still_waited_for(cluster, clock):
+    cluster.write()
+    result = switchover(cluster, clock).run(SwitchoverOptions(candidate="postgres-1", wait_for_rejoin=False))
+    assert [step["name"] for step in result["steps"]] == [step[0] for step in STEPS]
+    assert isinstance(result["sync_back_ms"], int)
+    assert cluster.primaries() == ["postgres-1"]
+
+
+def test_check_mode_result_names_the_primary_it_would_make(cluster, clock):
+    result = switchover(cluster, clock).run(SwitchoverOptions(candidate="postgres-2"), check_mode=True)
+    assert (result["previous_primary"], result["new_primary"], result["primary"]) == ("postgres-0", "postgres-2", "postgres-2")
+    assert cluster.primaries() == ["postgres-0"]
+
+
 def test_candidate_already_primary_changes_nothing(cluster, clock):
     record_before = cluster.record()
     result = switchover(cluster, clock).run(SwitchoverOptions(candidate="postgres-0"))
