@@ -7,6 +7,7 @@ touches no cluster, so these run anywhere; the deployment itself is covered by m
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -147,6 +148,16 @@ def test_render_only_touches_no_tool_engine_or_cluster(rendered_twice: Rendered,
     assert not (tripwire / "calls.log").exists(), (tripwire / "calls.log").read_text()
 
 
+def error_message(output: str) -> str:
+    """The text of the [ERROR] lines, up to the task's origin: what the user is told went wrong.
+
+    Not the whole output: the checks of tasks/preflight.yml print every variable they check as a
+    loop label, so any of those names is in the output whether its check failed or not.
+    """
+    errors = [part.split("\nOrigin:")[0] for part in output.split("[ERROR]:")[1:]]
+    return " ".join(" ".join(errors).split())
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -154,15 +165,45 @@ def test_render_only_touches_no_tool_engine_or_cluster(rendered_twice: Rendered,
         ("pg_cluster_sync_mode", "bogus"),
         ("pg_cluster_sync_count", "3"),
         ("pg_cluster_name", "Not_A_DNS_Label"),
+        # kubernetes-validate checks neither CIDRs nor quantities: the role must.
+        ("pg_cluster_client_cidrs", ["not-a-cidr"]),
+        ("pg_cluster_client_cidrs", ["192.0.2.0/24", "10.0.0.0/33"]),
+        ("pg_cluster_client_cidrs", ["2001:db8::/129"]),
+        ("pg_cluster_client_cidrs", ["1::2::3/64"]),
+        ("pg_cluster_resources", {"requests": {"cpu": "lots", "memory": "1Gi"}}),
+        ("pg_cluster_resources", {"requests": {"cpu": "500m"}, "limits": {"memory": "1 GB"}}),
+        ("pg_cluster_storage_size", "10 GB"),
+        ("pg_cluster_archive_size", "lots"),
+        # Written into a quoted postgresql.conf string: a quote and a newline would add a setting.
+        ("pg_cluster_timezone", "UTC'\nlog_directory = '/tmp"),
+        ("pg_cluster_timezone", "Asia\\Tokyo"),
     ],
 )
-def test_bad_variable_is_refused_by_name_before_any_change(variable: str, value: str, tmp_path: Path) -> None:
+def test_bad_variable_is_refused_by_name_before_any_change(variable: str, value: object, tmp_path: Path) -> None:
     manifest_dir = tmp_path / "manifests"
-    run = render(manifest_dir, "-e", f"{variable}={value}", home=tmp_path)
+    # JSON, so that lists and mappings arrive as such; strings arrive as `-e name=value` passes them.
+    run = render(manifest_dir, "-e", json.dumps({variable: value}), home=tmp_path)
 
     assert run.rc != 0
-    assert variable in run.output
+    assert variable in error_message(run.output), run.output
+    assert "Traceback" not in run.output
     assert not manifest_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("pg_cluster_client_cidrs", ["192.0.2.0/24", "0.0.0.0/0", "2001:db8::/32", "::/0", "fd00::10.0.0.0/104"]),
+        ("pg_cluster_resources", {"requests": {"cpu": 1, "memory": "512Mi"}, "limits": {"cpu": "1.5", "memory": "1e9"}}),
+        ("pg_cluster_timezone", "Etc/GMT-9"),
+    ],
+)
+def test_good_variable_in_a_checked_format_renders(variable: str, value: object, tmp_path: Path, tripwire: Path) -> None:
+    manifest_dir = tmp_path / "manifests"
+    run = render(manifest_dir, "-e", json.dumps({variable: value}), home=tmp_path, tripwire=tripwire)
+
+    assert run.rc == 0, run.output
+    assert_rendered(manifest_dir, 3)
 
 
 def test_rerun_keeps_the_secret_and_changes_nothing(rendered_twice: Rendered) -> None:
