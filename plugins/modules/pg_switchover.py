@@ -161,7 +161,11 @@ timeline:
   type: int
   sample: 2
 write_unavailable_ms:
-  description: Milliseconds from the old primary's shutdown to the end of the promotion.
+  description:
+    - Milliseconds from the old primary's shutdown to the end of the promotion, as the module sees it.
+    - With synchronous replication a commit on the new primary returns once a synchronous standby
+      streams from it; the other standbys follow during the promotion, so that is usually moments
+      later. C(hack/bench/switchover.py) measures the gap between acknowledged commits that clients see.
   returned: when the primary changed
   type: int
   sample: 420

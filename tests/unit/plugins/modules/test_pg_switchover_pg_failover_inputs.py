@@ -1,0 +1,70 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pg_switchover and pg_failover against the fake Kubernetes API server: every bad input ends in a
+clean failure message, and a refused run writes nothing (only GET requests, no ctl.sh in a pod)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from fake_kube_api import ExecScript, FakeKubeApi, seed_cluster
+from test_replication import primary_status, standby_status
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.dbonk8s.postgresql.plugins.modules import pg_failover, pg_switchover
+
+MODULES = {"pg_switchover": pg_switchover, "pg_failover": pg_failover}
+
+
+@pytest.fixture
+def api(tmp_path):
+    server = FakeKubeApi(str(tmp_path / "api")).start()
+    seed_cluster(server.store)
+
+    def answer(pod: str, container: str, argv: list[str]) -> ExecScript:
+        status = primary_status() if pod == "postgres-0" else standby_status()
+        return ExecScript(stdout=json.dumps(status) + "\n", rc=0)
+
+    server.exec_handler = answer
+    yield server
+    server.stop()
+
+
+def run_in_process(module: str, args: dict, capsys, monkeypatch, home) -> dict:
+    for variable in list(os.environ):
+        if variable.startswith(("K8S_AUTH_", "KUBECONFIG", "DBONK8S_")):
+            monkeypatch.delenv(variable)
+    monkeypatch.setenv("HOME", str(home))
+    capsys.readouterr()
+    with patch_module_args(args), pytest.raises(SystemExit):
+        MODULES[module].main()
+    return json.loads(capsys.readouterr().out)
+
+
+CASES = [
+    ("pg_switchover", {"namespace": "nowhere"}, "namespace nowhere not found"),
+    ("pg_switchover", {"statefulset": "nope"}, "StatefulSet nope not found in namespace postgres"),
+    ("pg_switchover", {"api_key": "wrong"}, "rejected the credentials (401 Unauthorized)"),
+    ("pg_switchover", {"stop_timeout": 0}, "stop_timeout must be a positive number of seconds"),
+    ("pg_switchover", {"max_lag_bytes": -1}, "max_lag_bytes must not be negative"),
+    ("pg_switchover", {"candidate": " "}, "candidate must name a member pod"),
+    ("pg_switchover", {"candidate": "postgres-9"}, "candidate postgres-9 is not a member of the cluster (postgres-0, postgres-1, postgres-2)"),
+    ("pg_failover", {"namespace": "nowhere"}, "namespace nowhere not found"),
+    ("pg_failover", {"statefulset": "nope"}, "StatefulSet nope not found in namespace postgres"),
+    ("pg_failover", {"api_key": "wrong"}, "rejected the credentials (401 Unauthorized)"),
+    ("pg_failover", {"probes": 0}, "probes must be positive"),
+    ("pg_failover", {"max_lag_bytes": -1}, "max_lag_bytes must not be negative"),
+    ("pg_failover", {"candidate": ""}, "candidate must name a member pod"),
+]
+
+
+@pytest.mark.parametrize("module, extra, message", CASES, ids=[f"{module}-{next(iter(extra))}-{i}" for i, (module, extra, _m) in enumerate(CASES)])
+def test_bad_inputs_fail_cleanly_and_change_nothing(tmp_path, api, module, extra, message, capsys, monkeypatch):
+    result = run_in_process(module, {"host": api.url, "api_key": "good-token", **extra}, capsys, monkeypatch, tmp_path)
+    assert result["failed"] is True and result.get("changed") is not True
+    assert message in result["msg"], result["msg"]
+    assert {request[0] for request in api.requests} <= {"GET"}
+    assert not [argv for _pod, _container, argv in api.exec_calls if argv and argv[0].endswith("ctl.sh")]
