@@ -118,6 +118,45 @@ def test_synchronous_default_does_not_block_on_one_standby(manifests: Dict[str, 
     assert "synchronous_standby_names = 'ANY 1 (\"postgres-0\", \"postgres-1\", \"postgres-2\")'" in conf
 
 
+# pg_hba.conf: the role's defaults (roles/pg_cluster/defaults/main.yml), written out.
+SUPERUSER = "postgres"
+REPLICATION_USER = "replicator"
+HOST_TYPES = ("host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc")
+
+
+def hba_records(text: str) -> List[List[str]]:
+    """The records of a pg_hba.conf, each as its fields, comments and blank lines left out."""
+    return [line.split("#", 1)[0].split() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def hba_method(fields: List[str]) -> str:
+    """The METHOD of a host record: after the address, or after address and netmask."""
+    if len(fields) > 5 and re.fullmatch(r"[0-9.]+|[0-9a-fA-F:]+", fields[4]):
+        return fields[5]
+    return fields[4]
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_IDS)
+def test_pg_hba_admits_network_connections_only_with_a_password(manifests: Dict[str, Manifests], scenario: str) -> None:
+    # The guide's pg_hba.conf trusted all of 10.0.0.0/8: any pod of any namespace, as any user.
+    records = hba_records(config_text(manifests[scenario], "pg_hba.conf"))
+    assert records, "pg_hba.conf has no record"
+    assert all(fields[0] in ("local", *HOST_TYPES) for fields in records), records
+    assert not [fields for fields in records if "trust" in fields], "a trust record in pg_hba.conf"
+    hosts = [fields for fields in records if fields[0] in HOST_TYPES]
+    assert hosts and all(len(fields) >= 5 for fields in hosts), hosts
+    assert [fields for fields in hosts if hba_method(fields) != "scram-sha-256"] == []
+    # Replication over the network only as the dedicated replication role, never as `all` (nor
+    # the superuser): a stolen application password must not stream the whole cluster.
+    replication = [fields for fields in hosts if "replication" in fields[1].split(",")]
+    assert replication and [fields[2] for fields in replication] == [REPLICATION_USER]
+    # Everything else: the superuser for pg_rewind, then the configured clients.
+    clients = [fields[3] for fields in hosts if fields[2] == "all"]
+    labelled = setting(scenario, "pg_cluster_client_namespace_labels") or setting(scenario, "pg_cluster_client_pod_labels")
+    assert clients == (["all"] if labelled else []) + setting(scenario, "pg_cluster_client_cidrs")
+    assert [fields[1:4] for fields in hosts if fields[2] not in ("all", REPLICATION_USER)] == [["all", SUPERUSER, "all"]]
+
+
 @pytest.mark.parametrize("scenario", SCENARIO_IDS)
 def test_no_password_outside_the_secret(manifests: Dict[str, Manifests], render: Render, scenario: str) -> None:
     m = manifests[scenario]
