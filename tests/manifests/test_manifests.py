@@ -245,6 +245,12 @@ def test_services(manifests: Dict[str, Manifests], scenario: str) -> None:
     assert rw["selector"] == {**own, "statefulset.kubernetes.io/pod-name": f"{name}-0"}
     ro = m.get("Service", f"{name}-ro")["spec"]
     assert ro["selector"] == {**own, "dbonk8s.io/role": "replica"}
+    # Every pod starts in -ro (the role and the modules relabel the primary): a standby recreated by
+    # the StatefulSet is back in -ro without waiting for Ansible. The label stays out of the
+    # StatefulSet's selector, which cannot change and must select the primary too.
+    sts = m.get("StatefulSet", name)["spec"]
+    assert ro["selector"].items() <= sts["template"]["metadata"]["labels"].items()
+    assert "dbonk8s.io/role" not in sts["selector"]["matchLabels"]
     for spec in (headless, rw, ro):
         assert spec["ports"] == [{"name": "postgres", "port": 5432, "targetPort": "postgres", "protocol": "TCP"}]
 
