@@ -17,7 +17,10 @@ help:
 	@echo "make up    - virtualenv, collection, then ansible-playbook site.yml"
 	@echo "make test  - install test needs (PostgreSQL 15 server if missing), run every suite"
 
+# On a fresh Debian/Ubuntu machine, hack/ensure-python-venv.sh installs python3-venv (as root) or
+# says which command to run: make is all that the quick start needs beforehand.
 $(VENV)/.runtime: requirements.txt constraints.txt
+	@hack/ensure-python-venv.sh "$(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
