@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -126,15 +127,62 @@ def up(manifest_dir: str, state_dir: str | None, replicas: int | None, timeout: 
 
 def down(state_dir: str, keep: bool = False, timeout: float = 120) -> None:
     info = _runtime_info(state_dir)
-    with contextlib.suppress(LocalPodsError):
+    answered = True
+    try:
         request(state_dir, "down")
+    except LocalPodsError:
+        answered = False
     deadline = time.monotonic() + timeout
     while _daemon_alive(info):
         if time.monotonic() > deadline:
             raise LocalPodsError(f"the runtime daemon (pid {info.get('daemon_pid')}) did not stop")
         time.sleep(0.05)
+    # A daemon that died (killed, crashed) took none of its pods with it: they run on, adopted by
+    # init, and would outlive the state directory and hold its loopback addresses.
+    left = _kill_pod_processes(state_dir)
+    if left and answered:
+        raise LocalPodsError(f"the runtime daemon stopped but left processes {left} of its pods behind (killed now); state kept in {state_dir}")
     if not keep:
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _pod_processes(state_dir: str) -> list[int]:
+    """The processes of this instance's pods, found without the daemon.
+
+    A process belongs to a pod of this instance when its ``/etc/hosts`` is the file that the runtime
+    bind-mounted there: ``pods/<pod>/hosts`` of this state directory, the same inode on the same
+    device. No process of the host or of another instance has it.
+    """
+    hosts = set()
+    pods_dir = os.path.join(state_dir, "pods")
+    for pod in os.listdir(pods_dir) if os.path.isdir(pods_dir) else []:
+        with contextlib.suppress(OSError):
+            stat = os.stat(os.path.join(pods_dir, pod, "hosts"))
+            hosts.add((stat.st_dev, stat.st_ino))
+    found = []
+    for entry in os.listdir("/proc") if hosts else []:
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = os.stat(f"/proc/{entry}/root/etc/hosts")
+                if (stat.st_dev, stat.st_ino) in hosts:
+                    found.append(int(entry))
+    return found
+
+
+def _kill_pod_processes(state_dir: str) -> list[int]:
+    """SIGKILL to every process of this instance's pods, until none is left; the PIDs killed."""
+    killed: list[int] = []
+    for _attempt in range(100):
+        victims = _pod_processes(state_dir)
+        if not victims:
+            break
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if pid not in killed:
+                killed.append(pid)
+        time.sleep(0.05)
+    return killed
 
 
 def exec_in_pod(state_dir: str, pod: str, argv: list[str]) -> None:

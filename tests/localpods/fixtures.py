@@ -3,7 +3,8 @@
 - ``localpods_manifests`` (session): the role's render-only output with default variables, rendered
   once by ansible-playbook (or taken from ``$LOCALPODS_MANIFESTS`` when set, to skip rendering).
 - ``localpods_factory`` (function): starts runtimes (``LocalPods``); brings every one it started down
-  at the end and fails the test if any of their processes is left behind.
+  at the end and fails the test if any of their processes (every descendant of the runtime daemon,
+  every process in one of its pods) is left behind.
 - ``localpods_cluster`` (module): one running cluster from ``localpods_manifests``, shared by the
   tests of a module, which must leave it healthy (every member ready) for the next test.
 """
@@ -97,8 +98,12 @@ class LocalPods:
         return self.state_dir
 
     @classmethod
-    def start(cls, manifest_dir: str, replicas: int | None = None, timeout: float = 240) -> "LocalPods":
-        return cls(cli.up(manifest_dir, None, replicas, timeout, True, []))
+    def start(
+        cls, manifest_dir: str, replicas: int | None = None, timeout: float = 240, wait: bool = True, options: list[str] | None = None
+    ) -> "LocalPods":
+        """``cli.py up``; ``wait=False`` returns once the daemon answers, ``options`` are its timing
+        options (``--backoff-initial=1``...)."""
+        return cls(cli.up(manifest_dir, None, replicas, timeout, wait, list(options or [])))
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         result = subprocess.run([sys.executable, CLI, "--state-dir", self.state_dir, *args], capture_output=True, text=True, check=False)
@@ -162,25 +167,37 @@ class LocalPods:
         return os.path.join(self.state_dir, "volumes", claim)
 
     def processes(self) -> set[tuple[int, str]]:
-        """(pid, start time) of the daemon and of every process in the pods' mount namespaces."""
-        found: set[tuple[int, str]] = set()
-        namespaces = set()
-        for pod_dir in os.listdir(os.path.join(self.state_dir, "pods")):
+        """(pid, start time) of the daemon, of every process descending from it, and of every other
+        process in the mount namespace of one of its pods.
+
+        The daemon is a child subreaper: whatever a pod runs (pause process, init containers, a
+        crash-looping container, a killed postmaster's backends) stays below it. Commands run in a pod
+        by ``exec`` descend from their caller instead, hence the namespaces.
+        """
+        table = _process_table()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _started) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        found: set[int] = set()
+        # Only while the PID is still this instance's daemon (its command line names the state directory).
+        pending = [self.daemon_pid] if os.path.abspath(self.state_dir) in _command_line(self.daemon_pid) else []
+        while pending:
+            pid = pending.pop()
+            if pid in table and pid not in found:
+                found.add(pid)
+                pending.extend(children.get(pid, []))
+        namespaces = {_mount_namespace(pid) for pid in found}
+        pods_dir = os.path.join(self.state_dir, "pods")
+        for pod_dir in os.listdir(pods_dir) if os.path.isdir(pods_dir) else []:
             try:
-                with open(os.path.join(self.state_dir, "pods", pod_dir, "exec.json"), encoding="utf-8") as handle:
-                    pause = json.load(handle)["pause_pid"]
-                namespaces.add(os.readlink(f"/proc/{pause}/ns/mnt"))
-            except (OSError, ValueError, KeyError):
+                with open(os.path.join(pods_dir, pod_dir, "exec.json"), encoding="utf-8") as handle:
+                    namespaces.add(_mount_namespace(int(json.load(handle)["pause_pid"])))
+            except (OSError, ValueError, KeyError, TypeError):
                 continue
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                if int(entry) == self.daemon_pid or os.readlink(f"/proc/{entry}/ns/mnt") in namespaces:
-                    found.add((int(entry), _start_time(int(entry))))
-            except OSError:
-                continue
-        return found
+        # Not the namespace of the host (the daemon's and this process's): only the pods' own.
+        namespaces -= {None, _mount_namespace(self.daemon_pid), _mount_namespace(os.getpid())}
+        found.update(pid for pid in table if _mount_namespace(pid) in namespaces)
+        return {(pid, table[pid][1]) for pid in found}
 
     def down(self) -> None:
         if self.up:
@@ -188,10 +205,35 @@ class LocalPods:
             self.up = False
 
 
-def _start_time(pid: int) -> str:
-    with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
-        data = handle.read()
-    return data[data.rindex(")") + 2 :].split()[19]
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, start time) of every process of the machine."""
+    table: dict[int, tuple[int, str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
+                data = handle.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(")") + 2 :].split()
+        table[int(entry)] = (int(fields[1]), fields[19])
+    return table
+
+
+def _command_line(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return [arg.decode(errors="replace") for arg in handle.read().split(b"\0")]
+    except OSError:
+        return []
+
+
+def _mount_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
 
 
 def still_running(processes: set[tuple[int, str]]) -> list[int]:
@@ -220,8 +262,8 @@ def localpods_manifests(tmp_path_factory: pytest.TempPathFactory) -> str:
 def localpods_factory() -> Iterator[Callable[..., LocalPods]]:
     started: list[tuple[LocalPods, set]] = []
 
-    def start(manifest_dir: str, replicas: int | None = None) -> LocalPods:
-        runtime = LocalPods.start(manifest_dir, replicas)
+    def start(manifest_dir: str, replicas: int | None = None, wait: bool = True, options: list[str] | None = None) -> LocalPods:
+        runtime = LocalPods.start(manifest_dir, replicas, wait=wait, options=options)
         started.append((runtime, set()))
         return runtime
 
@@ -230,13 +272,19 @@ def localpods_factory() -> Iterator[Callable[..., LocalPods]]:
 
 
 def _down_all(started: list) -> None:
+    """Brings every runtime down; fails if one did not stop or left any of its processes behind."""
     left: list[int] = []
+    errors: list[str] = []
     for runtime, _manifests in started:
         if runtime.up:
             processes = runtime.processes()
-            runtime.down()
+            try:
+                runtime.down()
+            except (cli.LocalPodsError, OSError) as error:
+                errors.append(f"{runtime}: {error}")
             left += still_running(processes)
     assert not left, f"processes left behind by the local pod runtime: {left}"
+    assert not errors, "local pod runtimes that did not come down cleanly: " + "; ".join(errors)
 
 
 @pytest.fixture(scope="module")

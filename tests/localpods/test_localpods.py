@@ -6,13 +6,18 @@ by the tests of this module, in order; each test leaves every member ready and s
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pwd
+import signal
 import subprocess
 import sys
 
 import pytest
+import yaml
 
-from tests.localpods.fixtures import CLI, LocalPods, eventually, still_running
+from tests.localpods import cli
+from tests.localpods.fixtures import CLI, LocalPods, _down_all, eventually, still_running
 
 PRIMARY = "postgres-0"
 STANDBYS = ["postgres-1", "postgres-2"]
@@ -225,8 +230,10 @@ def test_second_runtime_side_by_side_and_no_process_left(localpods_cluster: Loca
         assert cluster.psql(PRIMARY, "SELECT count(*) FROM acceptance WHERE id < 100") == "6"
     finally:
         processes = other.processes()
+        commands = {process_command(pid) for pid, _started in processes}
         other.down()
     assert len(processes) >= 3, "pause, supervisor and postgres processes are expected"
+    assert {"sleep", "postgres"} <= commands, f"the pause process and postgres are among {commands}"
     assert still_running(processes) == []
     assert not os.path.exists(other.state_dir)
     # The shared cluster is still whole.
@@ -265,3 +272,154 @@ def test_recorded_primary_with_a_lost_volume_is_never_recreated_empty(localpods_
 def test_cli_without_runtime_fails_cleanly(tmp_path, command: list[str]) -> None:
     result = subprocess.run([sys.executable, CLI, "--state-dir", str(tmp_path), *command], capture_output=True, text=True, check=False)
     assert result.returncode == 1 and result.stderr.startswith("localpods:")
+
+
+# -- pods without PostgreSQL: the rendered StatefulSet with its commands replaced ----------------
+
+DATA = "/var/lib/postgresql/data"  # the pgdata volume in the pod; volume_dir(f"pgdata-{pod}") outside
+
+
+def toy_manifests(source: str, target: str, init: list[str], main: list[str], probe: list[str] | None = None) -> str:
+    """A copy of the rendered manifests whose pods run ``init`` and ``main`` instead of the pod
+    scripts, ready by the exec probe ``probe`` (at once without one): cheap, controllable pods."""
+    os.makedirs(target)
+    for name in sorted(os.listdir(source)):
+        with open(os.path.join(source, name), encoding="utf-8") as handle:
+            documents = list(yaml.safe_load_all(handle))
+        for document in documents:
+            if (document or {}).get("kind") == "StatefulSet":
+                spec = document["spec"]["template"]["spec"]
+                spec["initContainers"][0]["command"] = init
+                container = spec["containers"][0]
+                container["command"] = main
+                container.pop("readinessProbe")
+                if probe:
+                    container["readinessProbe"] = {"exec": {"command": probe}, "timeoutSeconds": 5, "failureThreshold": 1}
+        with open(os.path.join(target, name), "w", encoding="utf-8") as handle:
+            yaml.safe_dump_all(documents, handle)
+    return target
+
+
+def process_command(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def process_uid(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def test_leftover_check_sees_a_pod_still_in_its_init_container(localpods_factory, localpods_manifests: str, tmp_path) -> None:
+    """No exec.json yet (it is written when the main container starts): the pause process and the
+    init container are found as descendants of the daemon."""
+    manifests = toy_manifests(localpods_manifests, str(tmp_path / "manifests"), init=["sleep", "infinity"], main=["sleep", "infinity"])
+    runtime = localpods_factory(manifests, replicas=1, wait=False)
+    postgres_uid = pwd.getpwnam("postgres").pw_uid
+
+    def pod_processes() -> dict[int, int | None]:
+        found = {pid: process_uid(pid) for pid, _started in runtime.processes() if pid != runtime.daemon_pid and process_command(pid) == "sleep"}
+        # The pause process runs as root, the init container as the postgres user.
+        return found if sorted(found.values()) == [0, postgres_uid] else {}
+
+    found = eventually(pod_processes, timeout=60, message="the pause process and the init container")
+    status = runtime.pod("postgres-0")["status"]
+    assert "running" in status["initContainerStatuses"][0]["state"]
+    assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    assert not os.path.exists(os.path.join(runtime.state_dir, "pods", "postgres-0", "exec.json"))
+    processes = runtime.processes()
+    assert set(found) <= {pid for pid, _started in processes}
+    runtime.down()
+    assert still_running(processes) == []
+
+
+def test_leftovers_are_reported_and_down_after_a_dead_daemon_kills_them(localpods_factory, localpods_manifests: str, tmp_path) -> None:
+    """The daemon killed: its pods run on. The leftover check reports them, and ``down`` (which
+    cannot ask the daemon) kills them before deleting the state directory."""
+    manifests = toy_manifests(localpods_manifests, str(tmp_path / "manifests"), init=["true"], main=["sh", "-c", "sleep infinity & wait"])
+    runtime = localpods_factory(manifests, replicas=1)
+    state_dir, daemon_pid = runtime.state_dir, runtime.daemon_pid
+    processes = runtime.processes()
+    pods = {(pid, started) for pid, started in processes if pid != daemon_pid}
+    assert sorted(process_command(pid) for pid, _started in pods) == ["sh", "sleep", "sleep"], "pause, container, its child"
+
+    def daemon_dies() -> None:
+        os.kill(daemon_pid, signal.SIGKILL)
+        eventually(lambda: not cli._daemon_alive(runtime.info), message="the daemon gone")  # pylint: disable=protected-access
+        runtime.up = False
+
+    runtime.down = daemon_dies
+    try:
+        with pytest.raises(AssertionError, match="processes left behind by the local pod runtime"):
+            _down_all([(runtime, set())])
+        assert sorted(still_running(pods)) == sorted(pid for pid, _started in pods)
+        cli.down(state_dir)
+        assert still_running(processes) == []
+        assert not os.path.exists(state_dir)
+    finally:
+        if os.path.exists(state_dir):
+            cli.down(state_dir)
+
+
+def test_ordered_start_waits_for_the_previous_member_to_be_ready(localpods_factory, localpods_manifests: str, tmp_path) -> None:
+    """podManagementPolicy OrderedReady: member N+1 is created, so its container started, only once
+    member N is ready. Each member becomes ready when the test creates its ``ready`` file."""
+    manifests = toy_manifests(
+        localpods_manifests,
+        str(tmp_path / "manifests"),
+        init=["true"],
+        main=["sh", "-c", f"date +%s.%N > {DATA}/started; exec sleep infinity"],
+        probe=["sh", "-c", f"if [ -e {DATA}/ready ]; then date +%s.%N >> {DATA}/ready-probes; else echo no >> {DATA}/probes; exit 1; fi"],
+    )
+    runtime = localpods_factory(manifests, replicas=3, wait=False)
+    pods = ["postgres-0", "postgres-1", "postgres-2"]
+    for ordinal, pod in enumerate(pods):
+        data = runtime.volume_dir(f"pgdata-{pod}")
+        eventually(lambda data=data: len(lines(os.path.join(data, "probes"))) >= 3, timeout=60, message=f"{pod} probed, not ready")
+        # Three failed probes of member N: member N+1 does not exist.
+        assert runtime.pod_names() == pods[: ordinal + 1]
+        assert not cli.is_ready(runtime.pod(pod))
+        with open(os.path.join(data, "ready"), "w", encoding="utf-8"):
+            pass
+        eventually(lambda pod=pod: cli.is_ready(runtime.pod(pod)), timeout=60, message=f"{pod} ready")
+    runtime.wait_ready(3)
+    for earlier, later in zip(pods, pods[1:]):
+        # Member N is ready from its first successful probe on; member N+1's container started after it.
+        became_ready = float(lines(os.path.join(runtime.volume_dir(f"pgdata-{earlier}"), "ready-probes"))[0])
+        started = float(lines(os.path.join(runtime.volume_dir(f"pgdata-{later}"), "started"))[0])
+        assert became_ready < started, f"{later} started at {started}, before {earlier} was ready at {became_ready}"
+
+
+def test_restart_back_off_grows_for_a_crash_looping_container(localpods_factory, localpods_manifests: str, tmp_path) -> None:
+    """With --backoff-initial=1 the delays before restarts are 1, 2, 4 s: each gap between two
+    starts is longer than the one before (only their order is checked, no duration)."""
+    manifests = toy_manifests(localpods_manifests, str(tmp_path / "manifests"), init=["true"], main=["sh", "-c", "date +%s.%N; exit 3"])
+    runtime = localpods_factory(manifests, replicas=1, wait=False, options=["--backoff-initial=1", "--backoff-max=8"])
+
+    def starts() -> list[float]:
+        found = []
+        with contextlib.suppress(FileNotFoundError):
+            found = [float(line) for line in runtime.log("postgres-0").splitlines() if not line.startswith("---")]
+        return found if len(found) >= 4 else []
+
+    started = eventually(starts, timeout=60, message="four starts of the container")
+    gaps = [later - earlier for earlier, later in zip(started, started[1:4])]
+    assert gaps[0] < gaps[1] < gaps[2], f"gaps between starts: {gaps}"
+    status = runtime.pod("postgres-0")["status"]
+    container = status["containerStatuses"][0]
+    assert container["restartCount"] >= 3
+    assert container["lastState"]["terminated"]["exitCode"] == 3
+    assert not cli.is_ready(runtime.pod("postgres-0"))
