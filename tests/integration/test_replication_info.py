@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -36,6 +37,14 @@ def wait_sql(cluster, pod: str, sql: str) -> None:
     eventually(holds, timeout=SETTLE_SECONDS, interval=0.5, message=f"{pod}: {sql}")
 
 
+def ansible_env() -> dict[str, str]:
+    return dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"))
+
+
+def ansible_playbook() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+
+
 def run_info(tmp_path, runtime_dir: str, **module_args) -> dict:
     """Run the module in a playbook; return its result (failed or not) from the json callback."""
     args = {"transport": "local", "local_runtime_dir": runtime_dir, **module_args}
@@ -48,14 +57,8 @@ def run_info(tmp_path, runtime_dir: str, **module_args) -> dict:
         "tasks": [{"name": "Read", "dbonk8s.postgresql.pg_replication_info": args, "ignore_errors": True}],
     }
     playbook.write_text(json.dumps([play]))
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".collections"),
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-    )
-    ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    completed = subprocess.run([ansible_playbook, str(playbook)], cwd=REPO, capture_output=True, text=True, env=env, timeout=300, check=False)
+    env = dict(ansible_env(), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    completed = subprocess.run([ansible_playbook(), str(playbook)], cwd=REPO, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "Traceback" not in completed.stdout + completed.stderr
     return json.loads(completed.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
@@ -98,6 +101,71 @@ def test_healthy_cluster(tmp_path, cluster):
         assert standby["timeline"] == primary["timeline"]
     assert result["summary"][-1] == "healthy"
     assert any(line.startswith("| postgres-0 ") and "Primary" in line for line in result["summary"])
+
+
+def test_replay_delay_does_not_grow_on_an_idle_primary(tmp_path, cluster):
+    """The last replayed transaction ages on an idle cluster; nothing is behind, so the delay is 0."""
+    cluster.psql("postgres-0", "CREATE TABLE IF NOT EXISTS idle_probe (id int); INSERT INTO idle_probe VALUES (1)")
+    written = cluster.psql("postgres-0", "SELECT pg_current_wal_lsn()")
+    for standby in ("postgres-1", "postgres-2"):
+        wait_sql(cluster, standby, f"SELECT pg_last_wal_replay_lsn() >= '{written}'::pg_lsn")
+    time.sleep(3)  # the cluster sits idle: no commit to replay (a state to set up, not a timing under test)
+    result = run_info(tmp_path, cluster.runtime_dir)
+    assert not result.get("failed"), result.get("msg")
+    for standby in result["members"][1:]:
+        name = standby["name"]
+        assert standby["replay_delay_seconds"] == 0, name
+        # Asked directly, the standby's last replayed transaction is seconds old, and it is the one
+        # the module saw: no commit was replayed in between.
+        age = float(cluster.psql(name, "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())"))
+        assert age >= 2, f"{name}: pg_last_xact_replay_timestamp() is {age}s old"
+        assert cluster.psql(name, "SELECT to_json(pg_last_xact_replay_timestamp()) #>> '{}'") == standby["last_replay_timestamp"]
+
+
+def test_status_playbook_on_the_local_runtime(cluster):
+    """playbooks/status.yml with the local transport prints the summary table."""
+    command = [
+        ansible_playbook(),
+        os.path.join(REPO, "playbooks", "status.yml"),
+        "-e", "pg_status_transport=local",
+        "-e", f"pg_status_local_runtime_dir={cluster.runtime_dir}",
+        "-e", "pg_status_min_streaming=2",
+        "-e", "pg_status_fail_unhealthy=true",
+    ]  # fmt: skip
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=ansible_env(), timeout=300, check=False)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert "Traceback" not in output
+    printed = [line.strip() for line in completed.stdout.splitlines()]
+    assert any(line.startswith("| postgres-0 ") and "| Primary " in line for line in printed), completed.stdout
+    assert any(line.startswith("| postgres-1 ") and "| Standby " in line for line in printed), completed.stdout
+    assert any(line.startswith("primary: postgres-0, streaming standbys: 2,") for line in printed), completed.stdout
+    assert "healthy" in printed, completed.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"namespace": "no-such-namespace"}, "namespace no-such-namespace not found (local transport)"),
+        ({"statefulset": "no-such-statefulset"}, "StatefulSet no-such-statefulset not found in namespace postgres (local transport)"),
+        ({"label_selector": {"app": "no-such-app"}}, "no pods found for pods matching app=no-such-app in namespace postgres"),
+    ],
+    ids=["unknown-namespace", "unknown-statefulset", "selector-matching-nothing"],
+)
+def test_bad_target_fails_with_a_clear_message(tmp_path, cluster, args, message):
+    result = run_info(tmp_path, cluster.runtime_dir, **args)
+    assert result["failed"] is True
+    # The module's own message, not a crash (run_info has checked the output for a traceback).
+    assert result["msg"] == message
+
+
+def test_statefulset_without_pods_fails_with_a_clear_message(tmp_path, localpods_factory, localpods_manifests):
+    """A runtime of the same manifests scaled to 0 (no pod, no PostgreSQL: cheap)."""
+    empty = localpods_factory(localpods_manifests, replicas=0)
+    assert empty.pod_names() == []
+    result = run_info(tmp_path, empty.runtime_dir)
+    assert result["failed"] is True
+    assert result["msg"] == "no pods found for StatefulSet postgres in namespace postgres"
 
 
 def test_replay_paused_standby(tmp_path, cluster):
