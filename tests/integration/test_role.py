@@ -195,11 +195,16 @@ def test_bad_variable_is_refused_by_name_before_any_change(variable: str, value:
     ("variable", "value"),
     [
         ("pg_cluster_client_cidrs", ["192.0.2.0/24", "0.0.0.0/0", "2001:db8::/32", "::/0", "fd00::10.0.0.0/104"]),
-        ("pg_cluster_resources", {"requests": {"cpu": 1, "memory": "512Mi"}, "limits": {"cpu": "1.5", "memory": "1e9"}}),
+        (
+            "pg_cluster_resources",
+            {"requests": {"cpu": 1, "memory": "512Mi"}, "limits": {"cpu": "1.5", "memory": "1e9"}},
+        ),
         ("pg_cluster_timezone", "Etc/GMT-9"),
     ],
 )
-def test_good_variable_in_a_checked_format_renders(variable: str, value: object, tmp_path: Path, tripwire: Path) -> None:
+def test_good_variable_in_a_checked_format_renders(
+    variable: str, value: object, tmp_path: Path, tripwire: Path
+) -> None:
     manifest_dir = tmp_path / "manifests"
     run = render(manifest_dir, "-e", json.dumps({variable: value}), home=tmp_path, tripwire=tripwire)
 
