@@ -178,6 +178,10 @@ def error_message(output: str) -> str:
         # Written into a quoted postgresql.conf string: a quote and a newline would add a setting.
         ("pg_cluster_timezone", "UTC'\nlog_directory = '/tmp"),
         ("pg_cluster_timezone", "Asia\\Tokyo"),
+        ("pg_cluster_superuser", "Postgres"),
+        ("pg_cluster_replication_user", "repl user"),
+        ("pg_cluster_postgresql_parameters", {"work_mem": "4MB'\nlog_directory = '/tmp"}),
+        ("pg_cluster_postgresql_parameters", {"bad name": "1"}),
     ],
 )
 def test_bad_variable_is_refused_by_name_before_any_change(variable: str, value: object, tmp_path: Path) -> None:
