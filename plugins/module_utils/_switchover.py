@@ -191,7 +191,7 @@ class Switchover(Operation):
             if not check_mode:
                 result["changed"] = True
                 result["converged"] = converged
-                state = self.observe()
+                state = self._settle(options.candidate)
                 record = self.record()
 
         check = self.steps.run("preflight", lambda: preflight(state, record.primary, record.epoch, options.candidate, options.max_lag_bytes))
@@ -344,6 +344,25 @@ class Switchover(Operation):
         self.steps.run("wait", lambda: self.wait_sync(new, rejoined, timeouts.rejoin), budget=timeouts.rejoin)
         result["sync_back_ms"] = self.steps.between_ms("promote:end", "wait:end")
         self.steps.run("release", self.release_lease)
+
+    def _settle(self, candidate: str | None, timeout: float = 30.0) -> dict[str, Any]:
+        """The state once the standbys that ``converge`` repointed or released stream again (their
+        walreceivers retry every ``wal_retrieve_retry_interval``): the given candidate, or any
+        standby. After ``timeout``, the last state as it is, for the preflight to judge."""
+        last: dict[str, Any] = {}
+
+        def streaming() -> dict[str, Any] | None:
+            state = last["state"] = self.observe()
+            if candidate is None:
+                standbys = [member for member in state["members"] if member["role"] == "standby"]
+                return state if not standbys or state["cluster"]["streaming_standbys"] > 0 else None
+            member = _member(state, candidate)
+            return state if member is None or member["role"] != "standby" or member["replication_state"] == "streaming" else None
+
+        try:
+            return self.poll("the standbys to stream again", timeout, streaming)
+        except ProcedureError:
+            return last["state"]
 
     def _repoint_armed(self, armed: list[Armed], primary: str, epoch: int) -> dict[str, Any]:
         """The armed repoints' answers; a standby whose armed command failed is repointed anew."""

@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 import datetime
+import json
 
 import pytest
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import StatefulSetMembers
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ExecResult, StatefulSetMembers
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import (
     ANNOTATION_PREFIX,
     Lease,
@@ -291,6 +292,44 @@ def test_failure_after_the_record_rolls_forward_on_rerun(cluster, clock):
     # The failed run expired its lease itself: the rerun need not wait.
     result = switchover(cluster, clock).run(SwitchoverOptions(candidate="postgres-1"))
     assert "promoted postgres-1 (epoch 2)" in result["converged"]
+    assert_converged(cluster, "postgres-1", 2)
+
+
+def test_rerun_waits_for_the_candidate_to_stream_again_after_finishing(cluster, clock, monkeypatch):
+    # Killed during the stop: the rerun releases the old primary, whose standbys reconnect only
+    # after their walreceivers' retry interval. The preflight must see the candidate streaming.
+    update = Lease.update
+
+    def kill_before_the_record(self, step=None, **kwargs):
+        if step == "record":
+            raise Killed()
+        return update(self, step=step, **kwargs)
+
+    monkeypatch.setattr(Lease, "update", kill_before_the_record)
+    with pytest.raises(Killed):
+        switchover(cluster, clock).run(SwitchoverOptions(candidate="postgres-1"))
+    monkeypatch.undo()
+    assert cluster.members["postgres-0"].hold and not cluster.members["postgres-0"].running
+    assert cluster.record()["data"]["primary"] == "postgres-0"
+    clock.advance(120)
+    reconnecting = {"observations": 0}
+    psql = FakeCluster._psql
+
+    def psql_while_reconnecting(self, member):
+        result = psql(self, member)
+        if not any(pod == "postgres-0" and argv[1:2] == ["release"] for pod, argv in self.calls) or reconnecting["observations"] >= 3:
+            return result
+        status = json.loads(result.stdout)
+        status["replication"] = [row for row in status["replication"] if row["application_name"] != "postgres-1"]
+        if member.name == "postgres-1":
+            reconnecting["observations"] += 1
+            status["wal_receiver"] = None
+        return ExecResult(result.rc, json.dumps(status) + "\n", result.stderr)
+
+    monkeypatch.setattr(FakeCluster, "_psql", psql_while_reconnecting)
+    result = switchover(cluster, clock).run(SwitchoverOptions(candidate="postgres-1"))
+    assert reconnecting["observations"] == 3
+    assert "released postgres-0 (it was held stopped)" in result["converged"]
     assert_converged(cluster, "postgres-1", 2)
 
 
