@@ -22,6 +22,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from writer import Writer, cluster_conninfo  # noqa: E402
 
+from tests.localpods.fixtures import process_table  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CTL = "/etc/postgresql/scripts/ctl.sh"
 MEMBERS = ("postgres-0", "postgres-1", "postgres-2")
@@ -130,15 +132,8 @@ def process_tree(root: int) -> list[int]:
     """``root`` and its descendants, parents first. ansible-playbook's workers call setsid(), so
     the module process is not in ansible-playbook's process group: signals go to the tree."""
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as stat_file:
-                stat = stat_file.read()
-        except OSError:
-            continue
-        children.setdefault(int(stat[stat.rindex(")") + 2 :].split()[1]), []).append(int(entry))
+    for pid, (ppid, _started) in process_table().items():
+        children.setdefault(ppid, []).append(pid)
     order, queue = [], [root]
     while queue:
         pid = queue.pop(0)

@@ -174,7 +174,7 @@ class LocalPods:
         crash-looping container, a killed postmaster's backends) stays below it. Commands run in a pod
         by ``exec`` descend from their caller instead, hence the namespaces.
         """
-        table = _process_table()
+        table = process_table()
         children: dict[int, list[int]] = {}
         for pid, (ppid, _started) in table.items():
             children.setdefault(ppid, []).append(pid)
@@ -205,19 +205,24 @@ class LocalPods:
             self.up = False
 
 
-def _process_table() -> dict[int, tuple[int, str]]:
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, parent pid, ...; start time at
+    index 19), or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    return data[data.rindex(")") + 2 :].split()
+
+
+def process_table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, start time) of every process of the machine."""
     table: dict[int, tuple[int, str]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
-                data = handle.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(")") + 2 :].split()
-        table[int(entry)] = (int(fields[1]), fields[19])
+        fields = _stat_fields(int(entry)) if entry.isdigit() else None
+        if fields is not None:
+            table[int(entry)] = (int(fields[1]), fields[19])
     return table
 
 
@@ -240,13 +245,8 @@ def still_running(processes: set[tuple[int, str]]) -> list[int]:
     """The processes of ``processes`` that still exist (same PID and start time, not a zombie)."""
     left = []
     for pid, started in processes:
-        try:
-            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
-                data = handle.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(")") + 2 :].split()
-        if fields[19] == started and fields[0] not in ("Z", "X"):
+        fields = _stat_fields(pid)
+        if fields is not None and fields[19] == started and fields[0] not in ("Z", "X"):
             left.append(pid)
     return left
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ExecTimeout, StatefulSetMembers
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._failover import Failover, FailoverFailed, FailoverOptions, choose
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import Lease, Timeouts
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import Timeouts
 from test_switchover_fake_cluster import NAME, FakeCluster
 
 
@@ -134,7 +134,7 @@ FAILOVER_KILL_POINTS = [
 
 @pytest.mark.parametrize("kind, point", FAILOVER_KILL_POINTS, ids=[f"{kind}-{point}" for kind, point in FAILOVER_KILL_POINTS])
 def test_killed_at_any_step_then_rerun_finishes_the_failover(cluster, monkeypatch, kind, point):
-    from test_switchover import Clock, Killed
+    from test_switchover import Clock, Killed, kill_at, revive
 
     clock = Clock()
 
@@ -152,26 +152,10 @@ def test_killed_at_any_step_then_rerun_finishes_the_failover(cluster, monkeypatc
 
     cluster.write(0x800)
     acknowledged = lose_primary(cluster)
-    if kind == "exec":
-
-        def kill(pod, argv):
-            if argv[0].endswith("ctl.sh") and argv[1] == point:
-                raise Killed()
-
-        cluster.before_exec = kill
-    else:
-        update = Lease.update
-
-        def killing_update(self, step=None, **kwargs):
-            if step == point:
-                raise Killed()
-            return update(self, step=step, **kwargs)
-
-        monkeypatch.setattr(Lease, "update", killing_update)
+    kill_at(cluster, monkeypatch, kind, point)
     with pytest.raises(Killed):
         run()
-    cluster.before_exec = None
-    monkeypatch.undo()
+    revive(cluster, monkeypatch)
     with pytest.raises(FailoverFailed, match="another operation holds the lease"):
         run()
     clock.advance(120)

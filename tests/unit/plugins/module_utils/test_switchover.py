@@ -32,6 +32,32 @@ class Killed(BaseException):
     """Stands for SIGKILL: not an Exception, so no handler of the procedure runs."""
 
 
+def kill_at(cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch, kind: str, point: str) -> None:
+    """The next run dies (``Killed``) at the ``ctl.sh`` verb ``point`` (kind ``exec``) or at the
+    lease update of step ``point`` (kind ``step``); ``revive`` undoes it."""
+    if kind == "exec":
+
+        def kill(pod, argv):
+            if argv[0].endswith("ctl.sh") and argv[1] == point:
+                raise Killed()
+
+        cluster.before_exec = kill
+    else:
+        update = Lease.update
+
+        def killing_update(self, step=None, **kwargs):
+            if step == point:
+                raise Killed()
+            return update(self, step=step, **kwargs)
+
+        monkeypatch.setattr(Lease, "update", killing_update)
+
+
+def revive(cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster.before_exec = None
+    monkeypatch.undo()
+
+
 class Clock:
     """Wall clock for lease expiry that a test can move forward."""
 
@@ -245,26 +271,10 @@ KILL_POINTS = [
 def test_killed_at_any_step_then_rerun_converges(cluster, clock, monkeypatch, kind, point):
     cluster.write()
     acknowledged = cluster.members["postgres-0"].lsn
-    if kind == "exec":
-
-        def kill(pod, argv):
-            if argv[0].endswith("ctl.sh") and argv[1] == point:
-                raise Killed()
-
-        cluster.before_exec = kill
-    else:
-        update = Lease.update
-
-        def killing_update(self, step=None, **kwargs):
-            if step == point:
-                raise Killed()
-            return update(self, step=step, **kwargs)
-
-        monkeypatch.setattr(Lease, "update", killing_update)
+    kill_at(cluster, monkeypatch, kind, point)
     with pytest.raises(Killed):
         switchover(cluster, clock).run(SwitchoverOptions(candidate="postgres-1"))
-    cluster.before_exec = None
-    monkeypatch.undo()
+    revive(cluster, monkeypatch)
     assert len(cluster.primaries()) <= 1
 
     # Before the lease expires, a rerun is refused and names the dead run.
@@ -298,17 +308,10 @@ def test_failure_after_the_record_rolls_forward_on_rerun(cluster, clock):
 def test_rerun_waits_for_the_candidate_to_stream_again_after_finishing(cluster, clock, monkeypatch):
     # Killed during the stop: the rerun releases the old primary, whose standbys reconnect only
     # after their walreceivers' retry interval. The preflight must see the candidate streaming.
-    update = Lease.update
-
-    def kill_before_the_record(self, step=None, **kwargs):
-        if step == "record":
-            raise Killed()
-        return update(self, step=step, **kwargs)
-
-    monkeypatch.setattr(Lease, "update", kill_before_the_record)
+    kill_at(cluster, monkeypatch, "step", "record")
     with pytest.raises(Killed):
         switchover(cluster, clock).run(SwitchoverOptions(candidate="postgres-1"))
-    monkeypatch.undo()
+    revive(cluster, monkeypatch)
     assert cluster.members["postgres-0"].hold and not cluster.members["postgres-0"].running
     assert cluster.record()["data"]["primary"] == "postgres-0"
     clock.advance(120)

@@ -15,10 +15,7 @@ import sys
 
 import pytest
 import yaml
-from fake_kube_api import ExecScript, FakeKubeApi, seed_cluster
-from test_replication import primary_status, standby_status
-
-from ansible.module_utils.testing import patch_module_args
+from fake_kube_api import FakeKubeApi
 
 from ansible_collections.dbonk8s.postgresql.plugins.modules import pg_replication_info
 
@@ -40,32 +37,6 @@ def run_module(tmp_path, args: dict, check_mode: bool = False) -> dict:
     result = json.loads(completed.stdout)
     assert "exception" not in result or "kubernetes" in result.get("msg", ""), result
     return result
-
-
-def run_in_process(args: dict, capsys, monkeypatch, home) -> dict:
-    """The module's main() in this process (fast); the same isolation as run_module."""
-    for variable in list(os.environ):
-        if variable.startswith(("K8S_AUTH_", "KUBECONFIG", "DBONK8S_")):
-            monkeypatch.delenv(variable)
-    monkeypatch.setenv("HOME", str(home))
-    capsys.readouterr()
-    with patch_module_args(args), pytest.raises(SystemExit):
-        pg_replication_info.main()
-    return json.loads(capsys.readouterr().out)
-
-
-@pytest.fixture
-def api(tmp_path):
-    server = FakeKubeApi(str(tmp_path / "api")).start()
-    seed_cluster(server.store)
-
-    def answer(pod: str, container: str, argv: list[str]) -> ExecScript:
-        status = primary_status() if pod == "postgres-0" else standby_status()
-        return ExecScript(stdout=json.dumps(status) + "\n", rc=0)
-
-    server.exec_handler = answer
-    yield server
-    server.stop()
 
 
 def kube_args(api: FakeKubeApi, **extra) -> dict:
@@ -117,8 +88,8 @@ def test_wait_for_fails_naming_the_unmet_condition(tmp_path, api):
     assert result["cluster"]["streaming_standbys"] == 2
 
 
-def test_wait_for_met(tmp_path, api, capsys, monkeypatch):
-    result = run_in_process(kube_args(api, wait_for={"min_streaming": 2, "min_sync": 2, "max_lag_bytes": 0}), capsys, monkeypatch, tmp_path)
+def test_wait_for_met(api, run_in_process):
+    result = run_in_process(pg_replication_info, kube_args(api, wait_for={"min_streaming": 2, "min_sync": 2, "max_lag_bytes": 0}))
     assert result["wait_for"] == {"met": True, "attempts": 1, "unmet": []}
 
 
@@ -135,8 +106,8 @@ def test_wait_for_met(tmp_path, api, capsys, monkeypatch):
         ({"transport": "local"}, "transport is local but all of the following are missing: local_runtime_dir"),
     ],
 )
-def test_bad_inputs_fail_cleanly(tmp_path, api, extra, message, capsys, monkeypatch):
-    result = run_in_process(kube_args(api, **extra), capsys, monkeypatch, tmp_path)
+def test_bad_inputs_fail_cleanly(api, extra, message, run_in_process):
+    result = run_in_process(pg_replication_info, kube_args(api, **extra))
     assert result["failed"] is True
     assert message in result["msg"]
 
@@ -150,14 +121,14 @@ def test_unreachable_api(tmp_path):
     assert result["msg"].startswith(f"cannot reach the Kubernetes API at http://127.0.0.1:{port}")
 
 
-def test_no_kubeconfig_at_all(tmp_path, capsys, monkeypatch):
-    result = run_in_process({}, capsys, monkeypatch, tmp_path)
+def test_no_kubeconfig_at_all(run_in_process):
+    result = run_in_process(pg_replication_info, {})
     assert result["failed"] is True
     assert "cannot load the Kubernetes client configuration" in result["msg"]
 
 
-def test_missing_runtime_dir(tmp_path, capsys, monkeypatch):
-    result = run_in_process({"transport": "local", "local_runtime_dir": str(tmp_path / "gone")}, capsys, monkeypatch, tmp_path)
+def test_missing_runtime_dir(tmp_path, run_in_process):
+    result = run_in_process(pg_replication_info, {"transport": "local", "local_runtime_dir": str(tmp_path / "gone")})
     assert result["failed"] is True
     assert result["msg"] == f"local runtime directory {tmp_path / 'gone'} does not exist (is the local pod runtime running?)"
 

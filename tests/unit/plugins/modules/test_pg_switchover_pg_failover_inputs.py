@@ -5,43 +5,11 @@ clean failure message, and a refused run writes nothing (only GET requests, no c
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
-from fake_kube_api import ExecScript, FakeKubeApi, seed_cluster
-from test_replication import primary_status, standby_status
-
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.dbonk8s.postgresql.plugins.modules import pg_failover, pg_switchover
 
 MODULES = {"pg_switchover": pg_switchover, "pg_failover": pg_failover}
-
-
-@pytest.fixture
-def api(tmp_path):
-    server = FakeKubeApi(str(tmp_path / "api")).start()
-    seed_cluster(server.store)
-
-    def answer(pod: str, container: str, argv: list[str]) -> ExecScript:
-        status = primary_status() if pod == "postgres-0" else standby_status()
-        return ExecScript(stdout=json.dumps(status) + "\n", rc=0)
-
-    server.exec_handler = answer
-    yield server
-    server.stop()
-
-
-def run_in_process(module: str, args: dict, capsys, monkeypatch, home) -> dict:
-    for variable in list(os.environ):
-        if variable.startswith(("K8S_AUTH_", "KUBECONFIG", "DBONK8S_")):
-            monkeypatch.delenv(variable)
-    monkeypatch.setenv("HOME", str(home))
-    capsys.readouterr()
-    with patch_module_args(args), pytest.raises(SystemExit):
-        MODULES[module].main()
-    return json.loads(capsys.readouterr().out)
 
 
 CASES = [
@@ -62,8 +30,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("module, extra, message", CASES, ids=[f"{module}-{next(iter(extra))}-{i}" for i, (module, extra, _m) in enumerate(CASES)])
-def test_bad_inputs_fail_cleanly_and_change_nothing(tmp_path, api, module, extra, message, capsys, monkeypatch):
-    result = run_in_process(module, {"host": api.url, "api_key": "good-token", **extra}, capsys, monkeypatch, tmp_path)
+def test_bad_inputs_fail_cleanly_and_change_nothing(api, module, extra, message, run_in_process):
+    result = run_in_process(MODULES[module], {"host": api.url, "api_key": "good-token", **extra})
     assert result["failed"] is True and result.get("changed") is not True
     assert message in result["msg"], result["msg"]
     assert {request[0] for request in api.requests} <= {"GET"}
