@@ -18,11 +18,11 @@ def cluster(tmp_path) -> FakeCluster:
     return fake
 
 
-def failover(cluster: FakeCluster, **options) -> dict:
+def failover(cluster: FakeCluster, check_mode: bool = False, **options) -> dict:
     operation = Failover(
         cluster.backend(), StatefulSetMembers(statefulset=NAME), Timeouts(exec=5, stop=5, promote=5, rejoin=5), lease_seconds=10, sleep=lambda _s: None
     )
-    return operation.run(FailoverOptions(**options))
+    return operation.run(FailoverOptions(**options), check_mode=check_mode)
 
 
 def lose_primary(cluster: FakeCluster) -> int:
@@ -51,6 +51,22 @@ def test_lost_primary_fails_over_to_the_most_advanced_standby(cluster):
     # A second run finds the recorded primary running: nothing to do.
     again = failover(cluster)
     assert again["changed"] is False
+
+
+def test_check_mode_returns_the_plan_and_changes_nothing(cluster):
+    from test_switchover import mutations
+
+    cluster.write(0x800)
+    lose_primary(cluster)
+    record = cluster.record()
+    result = failover(cluster, check_mode=True)
+    assert result["changed"] is True
+    assert (result["previous_primary"], result["new_primary"], result["primary"]) == ("postgres-0", "postgres-1", "postgres-1")
+    assert result["diff"] == {"before": {"primary": "postgres-0", "epoch": 1}, "after": {"primary": "postgres-1", "epoch": 2}}
+    assert [step["name"] for step in result["steps"]] == ["confirm", "choose"]
+    assert mutations(cluster) == []
+    assert cluster.record() == record and cluster.primaries() == []
+    assert cluster.service_target() == "postgres-0"
 
 
 def test_alive_primary_is_not_failed_over(cluster):
