@@ -135,8 +135,10 @@ class LocalBackend(ClusterBackend):
         try:
             out, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
+            # As a client of the API would: give up on the session and go. The command may be
+            # frozen with the pod and hold the pipes, so neither it nor its output is waited for.
             process.kill()
-            process.communicate()
+            threading.Thread(target=_reap, args=(process,), daemon=True).start()
             raise ExecTimeout(f"exec in pod {pod_name}: no exit status within {timeout:g}s") from None
         finally:
             if stdin is not None:
@@ -146,6 +148,10 @@ class LocalBackend(ClusterBackend):
         if process.returncode == POD_UNAVAILABLE_RC and stderr.startswith(POD_UNAVAILABLE_PREFIX):
             raise PodUnavailable(f"pod {pod_name} is not available for exec: {stderr.strip()}")
         return ExecResult(rc=process.returncode, stdout=stdout, stderr=stderr)
+
+
+def _reap(process: subprocess.Popen) -> None:
+    process.communicate()
 
 
 def _feed(stdin: StdinLine, write_end: int, timeout: float) -> None:

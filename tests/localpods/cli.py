@@ -2,7 +2,7 @@
 """Command line of the local pod runtime.
 
 cli.py up MANIFEST_DIR [--state-dir DIR] [--replicas N]   start the daemon, wait until healthy
-cli.py --state-dir DIR status|wait|exec|logs|stop|start|kill|delete-pod|delete-volume|scale|down
+cli.py --state-dir DIR status|wait|exec|logs|stop|start|kill|freeze|thaw|delete-pod|delete-volume|scale|down
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -126,7 +128,11 @@ def up(manifest_dir: str, state_dir: str | None, replicas: int | None, timeout: 
 
 
 def down(state_dir: str, keep: bool = False, timeout: float = 120) -> None:
+    # Imported here: exec needs neither.
+    from tests.localpods.freezer import Freezer, FreezerError  # pylint: disable=import-outside-toplevel
+
     info = _runtime_info(state_dir)
+    freezer = Freezer.recorded(info.get("freezer"))
     answered = True
     try:
         request(state_dir, "down")
@@ -138,10 +144,22 @@ def down(state_dir: str, keep: bool = False, timeout: float = 120) -> None:
             raise LocalPodsError(f"the runtime daemon (pid {info.get('daemon_pid')}) did not stop")
         time.sleep(0.05)
     # A daemon that died (killed, crashed) took none of its pods with it: they run on, adopted by
-    # init, and would outlive the state directory and hold its loopback addresses.
-    left = _kill_pod_processes(state_dir)
-    if left and answered:
-        raise LocalPodsError(f"the runtime daemon stopped but left processes {left} of its pods behind (killed now); state kept in {state_dir}")
+    # init, and would outlive the state directory and hold its loopback addresses. A frozen process
+    # takes a SIGKILL only when thawed (cgroup v1): killed first, thawed then, it dies without running
+    # again. The cgroups go last, once empty.
+    if freezer is not None:
+        for pid in freezer.all_members():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        freezer.thaw_all()
+    left = _kill_pod_processes(state_dir, freezer.all_members if freezer is not None else list)
+    try:
+        left_cgroups = freezer.remove() if freezer is not None else []
+    except FreezerError as error:
+        raise LocalPodsError(str(error)) from None
+    if (left or left_cgroups) and answered:
+        leftovers = " and ".join(([f"processes {left}"] if left else []) + ([f"cgroups {left_cgroups}"] if left_cgroups else []))
+        raise LocalPodsError(f"the runtime daemon stopped but left {leftovers} of its pods behind (removed now); state kept in {state_dir}")
     if not keep:
         shutil.rmtree(state_dir, ignore_errors=True)
 
@@ -169,11 +187,12 @@ def _pod_processes(state_dir: str) -> list[int]:
     return found
 
 
-def _kill_pod_processes(state_dir: str) -> list[int]:
-    """SIGKILL to every process of this instance's pods, until none is left; the PIDs killed."""
+def _kill_pod_processes(state_dir: str, cgroup_members: Callable[[], list[int]] = list) -> list[int]:
+    """SIGKILL to every process of this instance's pods (and of its cgroups, ``cgroup_members``),
+    until none is left; the PIDs killed."""
     killed: list[int] = []
     for _attempt in range(100):
-        victims = _pod_processes(state_dir)
+        victims = sorted(set(_pod_processes(state_dir)) | set(cgroup_members()))
         if not victims:
             break
         for pid in victims:
@@ -186,7 +205,11 @@ def _kill_pod_processes(state_dir: str) -> list[int]:
 
 
 def exec_in_pod(state_dir: str, pod: str, argv: list[str]) -> None:
-    """Replaces this process with argv inside the pod, so its exit code is the command's."""
+    """Runs argv inside the pod and exits with the command's exit code.
+
+    Without a cgroup freezer this process is replaced by the command. With one, the command runs
+    in a child that joins the pod's cgroup first (``_run_in_pod_cgroup``).
+    """
     path = os.path.join(state_dir, "pods", pod, "exec.json")
     try:
         with open(path, encoding="utf-8") as handle:
@@ -213,11 +236,106 @@ def exec_in_pod(state_dir: str, pod: str, argv: list[str]) -> None:
         f"--regid={user.pw_gid}",
         "--clear-groups",
         "--no-new-privs",
+        # Changing the user clears the parent-death signal; the cgroup path sets one before.
+        "--pdeathsig=keep",
         "--",
         *argv,
     ]
     os.chdir("/")
+    if info.get("cgroup_join_argv"):
+        # Nothing to flush (the relay writes to the file descriptors): no interpreter shutdown.
+        os._exit(_run_in_pod_cgroup(info["cgroup_procs"], info["cgroup_join_argv"] + enter, info["env"]))  # pylint: disable=protected-access
+    # Python ignores SIGPIPE; the command gets the default, as in a container.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     os.execvpe(enter[0], enter, info["env"])
+
+
+# Sent by a caller to this process, passed on to the command. SIGINT and SIGQUIT come from a
+# terminal to the whole process group, the command's included, and are ignored here, as system(3) does.
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _die_by(signum: int) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _run_in_pod_cgroup(procs_file: str, join_and_enter: list[str], env: dict[str, str]) -> int:
+    """Runs ``join_and_enter`` (it joins the pod's cgroup, then enters the pod) as a child; the
+    child's exit code.
+
+    A frozen pod freezes the command at once, but not this process: a caller that gives up at its
+    own timeout and kills this process is rid of it at once, like a client of a frozen node. For
+    that, the command's stdout and stderr (unless a terminal) pass through pipes that only this
+    process holds the other ends of, so the caller's pipes close when it dies; and the command has
+    SIGKILL as its parent-death signal (set before it joins), so it never runs after its caller left.
+    A SIGTERM or SIGHUP is passed on to the command and awaited, unless the pod is frozen: then this
+    process ends by it at once.
+    """
+    relays = {fd: os.pipe() for fd in (1, 2) if not os.isatty(fd)}
+    for signum in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_IGN)
+    argv = ["setpriv", "--pdeathsig=KILL", "--", *join_and_enter]
+    child = os.fork()
+    if child == 0:
+        try:
+            for fd, (read_end, write_end) in relays.items():
+                os.dup2(write_end, fd)
+                os.close(read_end)
+                os.close(write_end)
+            for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE):
+                signal.signal(signum, signal.SIG_DFL)
+            os.execvpe(argv[0], argv, env)
+        except OSError as error:
+            os.write(2, f"localpods: cannot run {argv[0]}: {error}\n".encode())
+        os._exit(EXEC_FAILED)  # pylint: disable=protected-access
+
+    def forward(signum: int, _frame: object) -> None:
+        from tests.localpods.freezer import cgroup_is_frozen  # pylint: disable=import-outside-toplevel
+
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+        if cgroup_is_frozen(os.path.dirname(procs_file)):
+            _die_by(signum)
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    for _fd, (_read_end, write_end) in relays.items():
+        os.close(write_end)
+    _relay({read_end: fd for fd, (read_end, _write_end) in relays.items()})
+    _pid, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        # Killed by a signal: this process dies by the same one, as the command would have alone.
+        _die_by(-code)
+        return 128 - code
+    return code
+
+
+def _relay(sources: dict[int, int]) -> None:
+    """Copies each source pipe to its target fd until end of file. A target that is gone (EPIPE)
+    closes its source, so the writer gets EPIPE or SIGPIPE as if it wrote to the target itself."""
+    poller = select.poll()
+    for source in sources:
+        poller.register(source, select.POLLIN)
+    while sources:
+        for source, _event in poller.poll():
+            data = os.read(source, 65536)
+            if data and _write_all(sources[source], data):
+                continue
+            poller.unregister(source)
+            os.close(source)
+            del sources[source]
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """Writes all of data to fd; False when fd is gone."""
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError:
+        return False
+    return True
 
 
 def _fast_exec(argv: list[str]) -> None:
@@ -258,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("logs")
     p.add_argument("pod")
     p.add_argument("container", nargs="?", default="postgres")
-    for name in ("stop", "start", "delete-pod"):
+    for name in ("stop", "start", "delete-pod", "freeze", "thaw"):
         sub.add_parser(name).add_argument("pod")
     p = sub.add_parser("kill")
     p.add_argument("pod")

@@ -4,7 +4,7 @@
   once by ansible-playbook (or taken from ``$LOCALPODS_MANIFESTS`` when set, to skip rendering).
 - ``localpods_factory`` (function): starts runtimes (``LocalPods``); brings every one it started down
   at the end and fails the test if any of their processes (every descendant of the runtime daemon,
-  every process in one of its pods) is left behind.
+  every process in one of its pods or in one of its cgroups) or of their cgroups is left behind.
 - ``localpods_cluster`` (module): one running cluster from ``localpods_manifests``, shared by the
   tests of a module, which must leave it healthy (every member ready) for the next test.
 """
@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.localpods import cli
+from tests.localpods.freezer import Freezer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cli.py")
@@ -166,13 +167,23 @@ class LocalPods:
     def volume_dir(self, claim: str) -> str:
         return os.path.join(self.state_dir, "volumes", claim)
 
+    def freezer(self) -> Freezer | None:
+        """The runtime's cgroups (tests/localpods/freezer.py), or None when it runs without."""
+        return Freezer.recorded(self.info.get("freezer"))
+
+    def cgroups(self) -> list[str]:
+        """The runtime's cgroups that exist: its pods' and its own."""
+        freezer = self.freezer()
+        return freezer.existing() if freezer is not None else []
+
     def processes(self) -> set[tuple[int, str]]:
         """(pid, start time) of the daemon, of every process descending from it, and of every other
-        process in the mount namespace of one of its pods.
+        process in the mount namespace of one of its pods or in one of its cgroups.
 
         The daemon is a child subreaper: whatever a pod runs (pause process, init containers, a
         crash-looping container, a killed postmaster's backends) stays below it. Commands run in a pod
-        by ``exec`` descend from their caller instead, hence the namespaces.
+        by ``exec`` descend from their caller instead, hence the namespaces, and the cgroups (such a
+        command joins the pod's cgroup a moment before its namespace).
         """
         table = process_table()
         children: dict[int, list[int]] = {}
@@ -197,6 +208,9 @@ class LocalPods:
         # Not the namespace of the host (the daemon's and this process's): only the pods' own.
         namespaces -= {None, _mount_namespace(self.daemon_pid), _mount_namespace(os.getpid())}
         found.update(pid for pid in table if _mount_namespace(pid) in namespaces)
+        freezer = self.freezer()
+        if freezer is not None:
+            found.update(pid for pid in freezer.all_members() if pid in table)
         return {(pid, table[pid][1]) for pid in found}
 
     def down(self) -> None:
@@ -272,8 +286,10 @@ def localpods_factory() -> Iterator[Callable[..., LocalPods]]:
 
 
 def _down_all(started: list) -> None:
-    """Brings every runtime down; fails if one did not stop or left any of its processes behind."""
+    """Brings every runtime down; fails if one did not stop or left any of its processes or cgroups
+    behind."""
     left: list[int] = []
+    left_cgroups: list[str] = []
     errors: list[str] = []
     for runtime, _manifests in started:
         if runtime.up:
@@ -283,7 +299,9 @@ def _down_all(started: list) -> None:
             except (cli.LocalPodsError, OSError) as error:
                 errors.append(f"{runtime}: {error}")
             left += still_running(processes)
+            left_cgroups += runtime.cgroups()
     assert not left, f"processes left behind by the local pod runtime: {left}"
+    assert not left_cgroups, f"cgroups left behind by the local pod runtime: {left_cgroups}"
     assert not errors, "local pod runtimes that did not come down cleanly: " + "; ".join(errors)
 
 

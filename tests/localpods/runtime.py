@@ -4,7 +4,8 @@ One process (started by ``cli.py up``) owns every process of every pod. It is a 
 the orphans of a pod (PostgreSQL backends whose postmaster was killed) are reaped here at once
 instead of by PID 1 seconds later. A pod is a "pause" process in private mount and UTS namespaces
 (hostname, bind mounts, private /etc/hosts); containers are processes entered into them as the
-``postgres`` OS user. Everything lives under one state directory.
+``postgres`` OS user. Every process of a pod also belongs to the pod's cgroup (tests/localpods/freezer.py),
+which ``freeze`` and ``thaw`` act on. Everything lives under one state directory.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 import yaml
 
 from tests.localpods._api import LocalApiError, LocalApiStore
+from tests.localpods.freezer import Freezer, FreezerError, join_argv
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 OS_USER = "postgres"
@@ -199,6 +201,11 @@ class Pod:
         self.spec = runtime.template["spec"]
         self.pause: subprocess.Popen | None = None
         self.namespace_id: str | None = None
+        # The cgroup.procs file of the pod's cgroup, once made (None: the machine has no freezer).
+        self.cgroup_procs: str | None = None
+        self.frozen = False
+        # Set (under the lock) once the pod is being torn down: from then on it is never frozen again.
+        self.tearing_down = False
         self.main: subprocess.Popen | None = None
         # The container process running now (an init container or the main one).
         self.current: subprocess.Popen | None = None
@@ -341,7 +348,7 @@ class Pod:
         self._write_network_files()
         script = self._mount_script()
         self.pause = self.runtime.reaper.spawn(
-            ["unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/bash", "-c", script],
+            self._in_cgroup(["unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/bash", "-c", script]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=open(os.path.join(self.dir, "logs", "pause.log"), "ab"),
@@ -393,8 +400,11 @@ class Pod:
         env["POD_IP"] = self.ip
         return env
 
+    def _in_cgroup(self, argv: list[str]) -> list[str]:
+        return join_argv(self.cgroup_procs, argv) if self.cgroup_procs else argv
+
     def enter_argv(self, argv: list[str]) -> list[str]:
-        return self.runtime.enter_argv(self.pause.pid, argv)
+        return self._in_cgroup(self.runtime.enter_argv(self.pause.pid, argv))
 
     def _spawn(self, container: dict, log_name: str) -> subprocess.Popen:
         argv = list(container.get("command") or []) + list(container.get("args") or [])
@@ -458,6 +468,10 @@ class Pod:
 
     def _run_pod(self) -> None:
         os.makedirs(self.dir, exist_ok=True)
+        freezer = self.runtime.freezer
+        if freezer is not None:
+            # Before the first process of the pod: each one joins it as it starts.
+            self.cgroup_procs = freezer.make_pod_cgroup(self.name)
         self._prepare_volumes()
         self._start_pause()
         self.phase = "Pending"
@@ -527,6 +541,10 @@ class Pod:
             rc = self._wait(self.main, timeout=0.05)
             if rc is not None:
                 return rc
+            if self.frozen:
+                # The kubelet of a frozen node is frozen with it: no probe, no refreshed volume,
+                # and the pod keeps the status it had.
+                continue
             current = time.monotonic()
             self._refresh_configs_when_due()
             if current >= next_probe and not self.terminating.is_set():
@@ -552,17 +570,61 @@ class Pod:
             "running": self.running,
             "env": self.env(container),
             "ip": self.ip,
+            "cgroup_procs": self.cgroup_procs,
+            # What exec puts before its command to join the pod's cgroup: it need not import freezer.py.
+            "cgroup_join_argv": join_argv(self.cgroup_procs, []) if self.cgroup_procs else None,
         }
         atomic_write(os.path.join(self.dir, "exec.json"), json.dumps(info, indent=2), 0o600)
 
+    # -- freezing ---------------------------------------------------------------------------
+
+    def set_frozen(self, frozen: bool) -> list[int]:
+        """Freezes or thaws every process of the pod (idempotent); the PIDs in its cgroup."""
+        freezer = self.runtime.freezer
+        with self.lock:
+            if self.terminating.is_set() or self.tearing_down:
+                # Its teardown thawed it already, for good.
+                if frozen:
+                    raise ValueError(f"pod {self.name} is being deleted")
+                return freezer.members(self.name) if freezer is not None else []
+            if freezer is None or self.cgroup_procs is None:
+                raise ValueError(f"pod {self.name} is starting and has no cgroup yet; try again")
+            try:
+                freezer.set_frozen(self.name, frozen)
+            except FreezerError as error:
+                raise ValueError(str(error)) from None
+            self.frozen = frozen
+        return freezer.members(self.name)
+
+    def _thaw_for_teardown(self) -> None:
+        """A frozen process takes no signal before it is thawed (cgroup v1 holds even SIGKILL), so
+        every teardown thaws the pod first, as a frozen node that comes back then acts on a deletion."""
+        self.tearing_down = True
+        freezer = self.runtime.freezer
+        if freezer is None or self.cgroup_procs is None:
+            return
+        try:
+            freezer.set_frozen(self.name, False)
+        except FreezerError as error:
+            self.runtime.log(f"pod {self.name}: {error}")
+        self.frozen = False
+
     # -- termination -----------------------------------------------------------------------
 
+    def _pod_pids(self) -> set[int]:
+        """The processes of the pod: those in its mount namespace and those in its cgroup (a command
+        exec'd into the pod is in the cgroup a moment before it enters the namespace)."""
+        pids = set(pids_in_namespace(self.namespace_id)) if self.namespace_id else set()
+        if self.runtime.freezer is not None and self.cgroup_procs is not None:
+            pids.update(self.runtime.freezer.members(self.name))
+        return pids
+
     def _kill_pod_processes(self, keep_pause: bool) -> None:
-        if not self.namespace_id:
+        if not self.namespace_id and self.cgroup_procs is None:
             return
         pause_pid = self.pause.pid if self.pause else None
         for _attempt in range(100):
-            victims = [pid for pid in pids_in_namespace(self.namespace_id) if pid != pause_pid and alive(pid)]
+            victims = [pid for pid in self._pod_pids() if pid != pause_pid and alive(pid)]
             if not victims:
                 break
             for pid in victims:
@@ -577,15 +639,23 @@ class Pod:
     def _kill_everything(self) -> None:
         self.running = False
         self.ready = False
+        with self.lock:
+            self._thaw_for_teardown()
         self._kill_pod_processes(keep_pause=False)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(os.path.join(self.dir, "exec.json"))
+        if self.runtime.freezer is not None and self.cgroup_procs is not None:
+            try:
+                self.runtime.freezer.remove_pod_cgroup(self.name)
+            except FreezerError as error:
+                self.runtime.log(f"pod {self.name}: {error}")
 
     def terminate(self) -> None:
         """Graceful deletion: SIGTERM to the main container, SIGKILL after the grace period."""
         with self.lock:
             self.terminating.set()
             current = self.current
+            self._thaw_for_teardown()
         if current is not None and current.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(current.pid, signal.SIGTERM)
@@ -687,8 +757,19 @@ class Runtime:
         self.shutdown = threading.Event()
         self.slot, self.slot_socket = self._claim_slot()
         self.log_file = open(os.path.join(self.state_dir, "daemon.log"), "a", encoding="utf-8")  # pylint: disable=consider-using-with
-        if manifest_dir:
-            self._load(manifest_dir, replicas)
+        # This runtime's own cgroup, recorded in runtime.json so that `down` removes it even after
+        # the daemon died; None (and why) when the machine offers no freezer: pods run, unfreezable.
+        self.freezer, self.freezer_problem = Freezer.create()
+        if self.freezer is None:
+            self.log(f"no cgroup freezer, freeze is unavailable: {self.freezer_problem}")
+        try:
+            if manifest_dir:
+                self._load(manifest_dir, replicas)
+        except BaseException:
+            if self.freezer is not None:
+                with contextlib.suppress(FreezerError):
+                    self.freezer.remove()
+            raise
         info = json.load(open(os.path.join(self.state_dir, "runtime.json"), encoding="utf-8"))
         self.namespace, self.sts_name = info["namespace"], info["statefulset"]
         self.sts = self.store.get("StatefulSet", self.namespace, self.sts_name)
@@ -774,6 +855,7 @@ class Runtime:
             "manifest_dir": os.path.abspath(manifest_dir),
             "slot": self.slot,
             "daemon_pid": os.getpid(),
+            "freezer": self.freezer.describe() if self.freezer else None,
             "pod_ips": {f"{sts['metadata']['name']}-{i}": self.pod_ip(i) for i in range(MAX_ORDINALS)},
         }
         atomic_write(os.path.join(self.state_dir, "runtime.json"), json.dumps(runtime_info, indent=2) + "\n")
@@ -924,6 +1006,8 @@ class Runtime:
                 with self.lock:
                     self.paused_ordinals.discard(ordinal)
             return {}
+        if op in ("freeze", "thaw"):
+            return {"pids": self._set_frozen(request["pod"], ordinal, op == "freeze")}
         if op == "kill":
             pod = self.pods.get(ordinal)
             if pod is None or not pod.running or pod.main is None:
@@ -945,6 +1029,18 @@ class Runtime:
             return {"pids": targets}
         raise ValueError(f"unknown request {op!r}")
 
+    def _set_frozen(self, pod_name: str, ordinal: int, frozen: bool) -> list[int]:
+        pod = self.pods.get(ordinal)
+        if pod is None:
+            raise ValueError(f"pod {pod_name} does not exist")
+        if self.freezer is None:
+            if not frozen:
+                return []  # nothing can be frozen here, so every pod is thawed already
+            raise ValueError(f"cannot freeze pod {pod_name}: this machine offers no usable cgroup freezer ({self.freezer_problem})")
+        pids = pod.set_frozen(frozen)
+        self.log(f"pod {pod_name}: {'frozen' if frozen else 'thawed'}, processes {pids}")
+        return pids
+
     def stop_all(self) -> None:
         self.shutdown.set()
         pods = list(self.pods.values())
@@ -953,6 +1049,11 @@ class Runtime:
             thread.start()
         for thread in threads:
             thread.join()
+        if self.freezer is not None:
+            try:
+                self.freezer.remove()
+            except FreezerError as error:
+                self.log(f"stop: {error}")
         self.reaper.stopped.set()
         self.done.set()
 

@@ -12,12 +12,14 @@ import pwd
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
 
 from tests.localpods import cli
 from tests.localpods.fixtures import CLI, LocalPods, _down_all, eventually, still_running
+from tests.localpods.freezer import CHOICE_VARIABLE, cgroup_mounts
 
 PRIMARY = "postgres-0"
 STANDBYS = ["postgres-1", "postgres-2"]
@@ -247,6 +249,39 @@ def test_cli_status_lists_the_pods(localpods_cluster: LocalPods) -> None:
     assert [line.split()[:2] for line in lines[1:]] == [[pod, "1/1"] for pod in [PRIMARY, *STANDBYS]]
 
 
+def test_frozen_member_answers_no_query_until_thawed(localpods_cluster: LocalPods) -> None:
+    """A frozen member's kernel still completes TCP handshakes on its address, but PostgreSQL never
+    answers: neither a query from another pod nor pg_isready from the host, within their timeouts.
+    The pod keeps its last status meanwhile, and answers again once thawed."""
+    cluster = localpods_cluster
+    primary, standbys = cluster.primary_and_standbys()
+    frozen = standbys[-1]
+    address = cluster.pod(frozen)["status"]["podIP"]
+    conninfo = f"host={frozen}.postgres dbname=postgres connect_timeout=2"
+    query = ["env", "PGPASSFILE=/var/run/postgresql/.pgpass", "psql", "-X", "-A", "-t", "-d", conninfo, "-c", "SELECT pg_is_in_recovery()"]
+
+    def pg_isready_from_host() -> subprocess.CompletedProcess:
+        return subprocess.run(["/usr/lib/postgresql/15/bin/pg_isready", "-h", address, "-p", "5432", "-t", "2"], capture_output=True, text=True, check=False)
+
+    assert cluster.exec(primary, *query).stdout.strip() == "t"
+    cluster.psql(primary, "CREATE TABLE frozen_member (note text)")
+    cluster.cli("freeze", frozen)
+    try:
+        from_pod = cluster.exec(primary, *query, check=False)
+        assert from_pod.returncode != 0 and "timeout expired" in from_pod.stderr, from_pod
+        from_host = pg_isready_from_host()
+        assert from_host.returncode == 2, f"pg_isready: exit {from_host.returncode} {from_host.stdout}"  # 2: no response
+        assert cli.is_ready(cluster.pod(frozen))
+        # ANY 1: the other standby confirms the commit.
+        cluster.psql(primary, "INSERT INTO frozen_member VALUES ('while a standby was frozen')")
+    finally:
+        cluster.cli("thaw", frozen)
+    assert cluster.exec(primary, *query).stdout.strip() == "t"
+    assert pg_isready_from_host().returncode == 0
+    eventually(lambda: cluster.psql(frozen, "SELECT count(*) FROM frozen_member") == "1", message=f"{frozen} replays again")
+    settle(cluster)
+
+
 def test_recorded_primary_with_a_lost_volume_is_never_recreated_empty(localpods_cluster: LocalPods) -> None:
     """Runs last on the shared cluster: it leaves it without a primary, as losing one does."""
     cluster = localpods_cluster
@@ -423,3 +458,173 @@ def test_restart_back_off_grows_for_a_crash_looping_container(localpods_factory,
     assert container["restartCount"] >= 3
     assert container["lastState"]["terminated"]["exitCode"] == 3
     assert not cli.is_ready(runtime.pod("postgres-0"))
+
+
+# -- freeze and thaw --------------------------------------------------------------------------------
+
+
+def tick(name: str) -> str:
+    """A shell loop that appends a line to the file ``name`` of the pgdata volume every 50 ms, each
+    time through two new processes (date, sleep): it shows progress, its forks' included."""
+    return f"while :; do date +%s.%N >> {DATA}/{name}; sleep 0.05; done"
+
+
+def progresses(path: str, message: str) -> None:
+    """Waits until the file has more lines than now."""
+    before = len(lines(path))
+    eventually(lambda: len(lines(path)) > before, timeout=30, interval=0.05, message=message)
+
+
+def assert_no_progress(paths: list[str], seconds: float = 1.5) -> None:
+    """A bounded wait that shows that nothing progresses: no file of ``paths`` gets a line."""
+    before = {path: len(lines(path)) for path in paths}
+    time.sleep(seconds)
+    assert {path: len(lines(path)) for path in paths} == before
+
+
+def live_pod_processes(runtime: LocalPods) -> set[int]:
+    """The live processes of the runtime's pods (zombies not counted)."""
+    return set(still_running(runtime.processes())) - {runtime.daemon_pid}
+
+
+@pytest.mark.parametrize("kind", ["v1", "v2"])
+def test_frozen_pod_makes_no_progress_until_thawed(localpods_factory, localpods_manifests: str, tmp_path, monkeypatch, kind: str) -> None:
+    """Every process of a frozen pod stops: the init container, then the main container and what it
+    forks, and a command exec'd into the pod after the freeze, whose caller's own timeout still
+    applies. Everything goes on after the thaw; the exec whose caller gave up never runs."""
+    if kind not in {mount_kind for mount_kind, _mount_point in cgroup_mounts()}:
+        pytest.skip(f"no cgroup {kind} hierarchy with a freezer on this machine")
+    monkeypatch.setenv(CHOICE_VARIABLE, kind)
+    manifests = toy_manifests(
+        localpods_manifests,
+        str(tmp_path / "manifests"),
+        init=["sh", "-c", f"until [ -e {DATA}/init-done ]; do date +%s.%N >> {DATA}/init-ticks; sleep 0.05; done"],
+        main=["sh", "-c", f"({tick('child-ticks')}) & {tick('main-ticks')}"],
+    )
+    runtime = localpods_factory(manifests, replicas=1, wait=False)
+    assert runtime.info["freezer"]["kind"] == kind
+    data = runtime.volume_dir("pgdata-postgres-0")
+    init_ticks, main_ticks, child_ticks, exec_ticks = (os.path.join(data, name) for name in ("init-ticks", "main-ticks", "child-ticks", "exec-ticks"))
+
+    progresses(init_ticks, "the init container ticking")
+    frozen = {int(pid) for pid in runtime.cli("freeze", "postgres-0").stdout.split()}
+    assert frozen == live_pod_processes(runtime), "the pause process and the init container, all in the pod's cgroup"
+    assert_no_progress([init_ticks])
+    runtime.cli("thaw", "postgres-0")
+    progresses(init_ticks, "the init container ticking again")
+    with open(os.path.join(data, "init-done"), "w", encoding="utf-8"):
+        pass
+    runtime.wait_ready(1)
+    progresses(main_ticks, "the main container ticking")
+    progresses(child_ticks, "the main container's child ticking")
+
+    frozen = {int(pid) for pid in runtime.cli("freeze", "postgres-0").stdout.split()}
+    assert frozen == live_pod_processes(runtime)
+    exec_argv = [*runtime.info["exec_argv"], "postgres-0", "--"]
+    late = subprocess.Popen(  # pylint: disable=consider-using-with
+        [*exec_argv, "sh", "-c", f"date +%s.%N >> {DATA}/exec-ticks; echo late exec ran"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    # A caller that gives up at its own timeout, as the modules do: kill, then read to the end.
+    given_up = subprocess.Popen(  # pylint: disable=consider-using-with
+        [*exec_argv, "touch", f"{DATA}/given-up"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        given_up.communicate(timeout=1)
+    given_up.kill()
+    # The pipes close at once, frozen command or not (a TimeoutExpired here: they did not).
+    given_up.communicate(timeout=5)
+    assert given_up.returncode == -signal.SIGKILL
+    assert_no_progress([main_ticks, child_ticks, exec_ticks])
+    assert late.poll() is None
+    assert cli.is_ready(runtime.pod("postgres-0")), "a frozen pod keeps its last status"
+
+    runtime.cli("thaw", "postgres-0")
+    out, err = late.communicate(timeout=30)
+    assert (late.returncode, out) == (0, "late exec ran\n"), err
+    assert len(lines(exec_ticks)) == 1
+    progresses(main_ticks, "the main container ticking after the thaw")
+    progresses(child_ticks, "the child ticking after the thaw")
+    # Killed by its parent-death signal when its caller gave up, it died on the thaw.
+    assert not os.path.exists(os.path.join(data, "given-up"))
+
+
+def test_freeze_and_thaw_are_idempotent_and_refuse_unknown_pods(localpods_factory, localpods_manifests: str, tmp_path) -> None:
+    manifests = toy_manifests(localpods_manifests, str(tmp_path / "manifests"), init=["true"], main=["sh", "-c", tick("ticks")])
+    runtime = localpods_factory(manifests, replicas=1)
+    ticks = os.path.join(runtime.volume_dir("pgdata-postgres-0"), "ticks")
+    progresses(ticks, "the container ticking")
+    first = runtime.cli("freeze", "postgres-0").stdout
+    assert runtime.cli("freeze", "postgres-0").stdout == first
+    assert_no_progress([ticks])
+    runtime.cli("thaw", "postgres-0")
+    runtime.cli("thaw", "postgres-0")
+    progresses(ticks, "the container ticking after the thaw")
+    for verb in ("freeze", "thaw"):
+        missing = runtime.cli(verb, "postgres-7", check=False)
+        assert (missing.returncode, missing.stderr) == (1, "localpods: pod postgres-7 does not exist\n")
+        foreign = runtime.cli(verb, "mysql-0", check=False)
+        assert (foreign.returncode, foreign.stderr) == (1, "localpods: mysql-0 is not a pod of StatefulSet postgres\n")
+    progresses(ticks, "the container still ticking")
+
+
+def test_frozen_pod_is_deleted_and_down_after_freeze_leaves_nothing_behind(localpods_factory, localpods_manifests: str, tmp_path) -> None:
+    """delete-pod thaws a frozen pod, then deletes it (SIGTERM, as a frozen node that comes back
+    would); the pod made again is not frozen. ``down`` with frozen pods leaves no process and no cgroup."""
+    manifests = toy_manifests(localpods_manifests, str(tmp_path / "manifests"), init=["true"], main=["sh", "-c", tick("ticks")])
+    runtime = localpods_factory(manifests, replicas=2)
+    ticks = os.path.join(runtime.volume_dir("pgdata-postgres-0"), "ticks")
+    progresses(ticks, "the container ticking")
+    frozen = {int(pid) for pid in runtime.cli("freeze", "postgres-0").stdout.split()}
+    old = {(pid, started) for pid, started in runtime.processes() if pid in frozen}
+    assert len(old) == len(frozen)
+    runtime.cli("delete-pod", "postgres-0")
+    # delete-pod returns once the pod is gone.
+    assert still_running(old) == []
+    runtime.wait_ready(2)
+    assert runtime.log("postgres-0").count("localpods: starting postgres") == 2
+    progresses(ticks, "the new pod ticking")
+
+    for pod in ("postgres-0", "postgres-1"):
+        runtime.cli("freeze", pod)
+    processes = runtime.processes()
+    cgroups = runtime.cgroups()
+    assert len(cgroups) == 3, f"the runtime's cgroup and one per pod: {cgroups}"
+    runtime.down()
+    assert still_running(processes) == []
+    assert [cgroup for cgroup in cgroups if os.path.exists(cgroup)] == []
+    assert not os.path.exists(runtime.state_dir)
+
+
+def test_down_after_a_dead_daemon_kills_frozen_pods_and_removes_their_cgroups(localpods_factory, localpods_manifests: str, tmp_path) -> None:
+    manifests = toy_manifests(localpods_manifests, str(tmp_path / "manifests"), init=["true"], main=["sh", "-c", tick("ticks")])
+    runtime = localpods_factory(manifests, replicas=1)
+    runtime.cli("freeze", "postgres-0")
+    processes = runtime.processes()
+    pods = {(pid, started) for pid, started in processes if pid != runtime.daemon_pid}
+    cgroups = runtime.cgroups()
+    os.kill(runtime.daemon_pid, signal.SIGKILL)
+    eventually(lambda: not cli._daemon_alive(runtime.info), message="the daemon gone")  # pylint: disable=protected-access
+    runtime.up = False
+    try:
+        assert sorted(still_running(pods)) == sorted(pid for pid, _started in pods), "the frozen pod outlives its daemon"
+        cli.down(runtime.state_dir)
+        assert still_running(processes) == []
+        assert [cgroup for cgroup in cgroups if os.path.exists(cgroup)] == []
+        assert not os.path.exists(runtime.state_dir)
+    finally:
+        if os.path.exists(runtime.state_dir):
+            cli.down(runtime.state_dir)
+
+
+def test_freeze_fails_clearly_without_a_cgroup_freezer(localpods_factory, localpods_manifests: str, tmp_path, monkeypatch) -> None:
+    """With no usable freezer (here: chosen away) pods run as usual, freeze fails with a one-line
+    reason instead of stopping some processes only, and thaw has nothing to do."""
+    monkeypatch.setenv(CHOICE_VARIABLE, "none")
+    manifests = toy_manifests(localpods_manifests, str(tmp_path / "manifests"), init=["true"], main=["sleep", "infinity"])
+    runtime = localpods_factory(manifests, replicas=1)
+    assert runtime.info["freezer"] is None and runtime.cgroups() == []
+    refused = runtime.cli("freeze", "postgres-0", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr == f"localpods: cannot freeze pod postgres-0: this machine offers no usable cgroup freezer ({CHOICE_VARIABLE}=none)\n"
+    assert runtime.cli("thaw", "postgres-0").stdout == ""
+    assert runtime.exec("postgres-0", "sh", "-c", "exit 3", check=False).returncode == 3
