@@ -50,9 +50,11 @@ __all__ = [
     "PodUnavailable",
     "StatefulSetMembers",
     "StdinLine",
+    "UNORDERED",
     "backend_from_params",
     "member_ordinal",
     "pod_is_ready",
+    "read_optional",
 ]
 
 
@@ -145,6 +147,10 @@ class StatefulSetMembers:
         return f"pods matching {selector}"
 
 
+#: The ordinal ``member_ordinal`` gives a name that is no StatefulSet pod name.
+UNORDERED = 1 << 30
+
+
 def member_ordinal(pod_name: str) -> int:
     """Ordinal of a StatefulSet pod (``postgres-2`` -> 2); names without one sort last."""
     # A broad label selector may pick up a pod that is not a StatefulSet member: order it, never
@@ -153,12 +159,25 @@ def member_ordinal(pod_name: str) -> int:
         ordinal = pod_ordinal(pod_name)
     except (TypeError, ValueError):
         ordinal = None
-    return ordinal if isinstance(ordinal, int) else 1 << 30
+    return ordinal if isinstance(ordinal, int) else UNORDERED
 
 
 def pod_is_ready(pod: dict) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(cond.get("type") == "Ready" and cond.get("status") == "True" for cond in conditions)
+
+
+def read_optional(read: Callable[[], Any]) -> Any:
+    """An object the cluster may not have (or the credentials may not read): None, not a failure.
+    Credentials that are refused altogether (401) still fail."""
+    try:
+        return read()
+    except NotFound:
+        return None
+    except AuthError as exc:
+        if exc.status == 401:
+            raise
+        return None
 
 
 def _select_members(pods: list[dict], members: StatefulSetMembers) -> list[dict]:
@@ -227,13 +246,18 @@ class ClusterBackend:
     # -- built on the primitives --------------------------------------------------------------
 
     def member_pods(self, members: StatefulSetMembers) -> list[dict]:
-        """The cluster's pods ordered by ordinal; ``NotFound`` names what is missing.
+        """The cluster's pods ordered by ordinal; ``NotFound`` names what is missing."""
+        return self.find_members(members)[0]
+
+    def find_members(self, members: StatefulSetMembers) -> tuple[list[dict], dict | None]:
+        """The cluster's pods ordered by ordinal, and the StatefulSet when there is one.
 
         With a StatefulSet, its ``spec.selector.matchLabels`` finds the pods (as the controller
         does), narrowed to names ``<statefulset>-<n>`` so that another workload that happens to
         share the labels is never operated on.
         """
         selector = dict(members.label_selector or {})
+        statefulset = None
         if members.statefulset:
             try:
                 statefulset = self.get_statefulset(members.statefulset)
@@ -247,7 +271,7 @@ class ClusterBackend:
         pods = _select_members(self.list_pods(selector or None), members)
         if not pods:
             raise NotFound(f"no pods found for {members.describe()} in namespace {self.namespace}")
-        return pods
+        return pods, statefulset
 
     def _raise_if_namespace_missing(self) -> None:
         try:

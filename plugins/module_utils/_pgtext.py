@@ -24,6 +24,7 @@ __all__ = [
     "lsn_from_int",
     "lsn_to_int",
     "member_names",
+    "parse_sync_standby_names",
     "pod_ordinal",
     "sync_standby_names",
 ]
@@ -174,3 +175,47 @@ def sync_standby_names(members: Iterable[Any], mode: Any, count: Any = 1) -> str
         )
     quoted = ", ".join(f'"{name}"' for name in names)
     return f"{normalized.upper()} {wanted} ({quoted})"
+
+
+_SYNC_PREFIX_RE = re.compile(r"^\s*(?:(ANY|FIRST)\s+)?([0-9]+)\s*\((.*)\)\s*$", re.IGNORECASE | re.DOTALL)
+
+
+def _sync_name_list(text: str) -> List[str]:
+    """The names of a ``synchronous_standby_names`` list: comma-separated, each plain or in double quotes."""
+    names: List[str] = []
+    for raw in text.split(","):
+        name = raw.strip()
+        if len(name) >= 2 and name.startswith('"') and name.endswith('"'):
+            name = name[1:-1].replace('""', '"')
+        if not name:
+            raise ValueError(f"synchronous_standby_names {text!r} has an empty standby name")
+        names.append(name)
+    return names
+
+
+def parse_sync_standby_names(text: Any) -> tuple:
+    """Return ``(method, count, names)`` of a ``synchronous_standby_names`` value.
+
+    ``method`` is ``any``, ``first`` or ``off`` (empty setting: no commit waits for a standby);
+    a plain list ``a, b`` means ``FIRST 1 (a, b)``, as PostgreSQL reads it. ``names`` may contain
+    ``*`` (any standby). The value is data read from a server or a ConfigMap: anything PostgreSQL
+    would not accept raises ``ValueError``.
+    """
+    if text is None:
+        return ("off", 0, [])
+    if not isinstance(text, str):
+        raise TypeError(f"synchronous_standby_names must be a string, got {text!r}")
+    if not text.strip():
+        return ("off", 0, [])
+    match = _SYNC_PREFIX_RE.match(text)
+    if match:
+        method = (match.group(1) or "first").lower()
+        count = int(match.group(2))
+        names = _sync_name_list(match.group(3))
+    elif "(" in text or ")" in text:
+        raise ValueError(f"synchronous_standby_names {text!r} is not of the form [ANY|FIRST] N (name, ...)")
+    else:
+        method, count, names = "first", 1, _sync_name_list(text)
+    if count == 0:
+        raise ValueError(f"synchronous_standby_names {text!r}: the number of synchronous standbys must be greater than zero")
+    return (method, count, names)

@@ -31,12 +31,14 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import
     ClusterError,
     ExecLost,
     ExecTimeout,
-    NotFound,
     PodUnavailable,
     StatefulSetMembers,
     AuthError,
+    member_ordinal,
     pod_is_ready,
+    read_optional,
 )
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._membership import Membership, cluster_name, membership_of, rendered_settings
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pgtext import human_bytes, lsn_to_int
 
 # Every value comes from one statement so it describes one instant of the member. CASE keeps the
@@ -412,6 +414,7 @@ def assemble(
         "sync_standbys": sync,
         "max_replay_lag_bytes": max(lags) if lags else None,
         "down": [member["name"] for member in members if member["role"] == "down"],
+        "absent": [member["name"] for member in members if member["pod_phase"] == "Absent"],
         "unknown": [member["name"] for member in members if member["role"] == "unknown"],
         "split_brain": split_brain,
         "timeline_divergence": timeline_divergence,
@@ -466,38 +469,30 @@ def summary_lines(cluster: dict[str, Any], members: list[dict[str, Any]]) -> lis
     return lines
 
 
-def _cluster_name(members: StatefulSetMembers, pods: list[dict]) -> str:
-    if members.statefulset:
-        return members.statefulset
-    for pod in pods:
-        instance = ((pod.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/instance")
-        if instance:
-            return instance
-    return pods[0]["metadata"]["name"].rsplit("-", 1)[0]
-
-
-def _optional(read: Callable[[], Any]) -> Any:
-    """A record the cluster may not have (or the credentials may not read): None, not a failure."""
-    try:
-        return read()
-    except NotFound:
-        return None
-    except AuthError as exc:
-        if exc.status == 401:
-            raise
-        return None
+def absent_probe(name: str, membership: Membership) -> dict[str, Any]:
+    """The probe of a member that should exist but has no pod: down, never left out."""
+    pod = {"name": name, "phase": "Absent", "ready": False, "restarts": 0, "pod_ip": None, "terminating": False, "labels": {}}
+    return {"pod": pod, "status": None, "reachable": False, "state": "pod absent", "error": f"no pod (a member by {membership.source_of(name)})"}
 
 
 def collect(backend: ClusterBackend, members: StatefulSetMembers, exec_timeout: float) -> dict[str, Any]:
-    """One observation of the cluster. Raises ``ClusterError`` only for cluster-level failures."""
-    pods = backend.member_pods(members)
-    name = _cluster_name(members, pods)
+    """One observation of the cluster. Raises ``ClusterError`` only for cluster-level failures.
+
+    Every member the cluster should have is in the result (``_membership``), those without a pod
+    included, so that a deleted pod makes the cluster unhealthy instead of smaller.
+    """
+    pods, statefulset = backend.find_members(members)
+    name = cluster_name(members, pods)
     probes = probe_members(backend, pods, exec_timeout)
-    record = _optional(lambda: backend.get_configmap(f"{name}-primary")) or {}
-    service = _optional(lambda: backend.get_service(f"{name}-rw")) or {}
+    reported_sync = [probe["status"].get("synchronous_standby_names") for probe in probes if probe["status"]]
+    membership = membership_of(members, statefulset, pods, rendered_settings(backend, name), reported_sync)
+    probes += [absent_probe(absent, membership) for absent in membership.absent(pods)]
+    probes.sort(key=lambda probe: (member_ordinal(probe["pod"]["name"]), probe["pod"]["name"]))
+    record = read_optional(lambda: backend.get_configmap(f"{name}-primary")) or {}
+    service = read_optional(lambda: backend.get_service(f"{name}-rw")) or {}
     record_data = record.get("data") or {}
     selector = (service.get("spec") or {}).get("selector") or {}
-    return assemble(
+    state = assemble(
         probes,
         cluster_name=name,
         namespace=backend.namespace,
@@ -505,6 +500,13 @@ def collect(backend: ClusterBackend, members: StatefulSetMembers, exec_timeout: 
         record_epoch=record_data.get("epoch"),
         rw_service_target=selector.get("statefulset.kubernetes.io/pod-name"),
     )
+    state["membership"] = {
+        "members": membership.names,
+        "listed_elsewhere": membership.listed_elsewhere,
+        "sources": membership.sources,
+        "sync_settings": membership.sync_settings,
+    }
+    return state
 
 
 def unmet_conditions(state: dict[str, Any], wait_for: dict[str, Any]) -> list[str]:
@@ -522,7 +524,11 @@ def unmet_conditions(state: dict[str, Any], wait_for: dict[str, Any]) -> list[st
     max_lag = wait_for.get("max_lag_bytes")
     if max_lag is not None:
         for member in state["members"]:
+            if member["role"] == "primary":
+                continue
             if member["role"] != "standby":
+                # A member that is down or does not answer is not within any lag.
+                unmet.append(f"max_lag_bytes={max_lag} ({member['name']}: {member['state'] or member['role']}, replay lag unknown)")
                 continue
             lag = member["replay_lag_bytes"]
             if lag is None:

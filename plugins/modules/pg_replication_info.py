@@ -119,7 +119,7 @@ cluster:
       type: str
       sample: postgres
     members:
-      description: Number of member pods.
+      description: Number of members, those without a pod included.
       type: int
       sample: 3
     primary:
@@ -170,10 +170,16 @@ cluster:
       type: int
       sample: 0
     down:
-      description: Members whose pod, container or PostgreSQL is not running.
+      description: Members whose pod, container or PostgreSQL is not running, members without a pod included.
       type: list
       elements: str
       sample: []
+    absent:
+      description:
+        - Members the cluster should have but that have no pod (see RV(membership)); each makes the cluster unhealthy.
+      type: list
+      elements: str
+      sample: [postgres-2]
     unknown:
       description: Members that could not be queried (timeout, lost connection, unexpected error).
       type: list
@@ -196,7 +202,35 @@ cluster:
       type: list
       elements: str
       sample: ["postgres-2 is down: pod postgres-2 is not available for exec: container postgres is not running"]
-    summary:
+    membership:
+  description:
+    - Which members the cluster should have, and what says so. The members are the union of the StatefulSet's
+      C(spec.replicas) and C(status.replicas), the rendered member list (C(dbonk8s.members) in ConfigMap
+      C(<name>-config)), the names in C(synchronous_standby_names) and the pods found, so that a member whose pod is
+      gone is reported as down instead of being left out.
+  returned: always
+  type: dict
+  contains:
+    members:
+      description: The member pod names, in ordinal order.
+      type: list
+      elements: str
+      sample: [postgres-0, postgres-1, postgres-2]
+    listed_elsewhere:
+      description: Names in C(synchronous_standby_names) that are no pod of the StatefulSet (a wildcard C(*) included).
+      type: list
+      elements: str
+      sample: []
+    sources:
+      description: Each source and the names it lists.
+      type: dict
+      sample: {"StatefulSet spec.replicas=3": [postgres-0, postgres-1, postgres-2], pods: [postgres-0, postgres-1]}
+    sync_settings:
+      description: Every value of C(synchronous_standby_names) seen, the rendered one and those the running members report.
+      type: list
+      elements: str
+      sample: ['ANY 1 ("postgres-0", "postgres-1", "postgres-2")']
+summary:
       description: A table of the members in the manner of C(patronictl list), then the health.
       type: list
       elements: str
@@ -218,7 +252,7 @@ members:
       type: str
       sample: postgres-1
     pod_phase:
-      description: The pod's C(status.phase).
+      description: The pod's C(status.phase); C(Absent) for a member that has no pod.
       type: str
       sample: Running
     pod_ready:

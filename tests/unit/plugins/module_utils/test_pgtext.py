@@ -211,3 +211,32 @@ def test_sync_standby_names_refuses_values(members: object, mode: str, count: ob
 def test_sync_standby_names_refuses_types(members: object, mode: object, count: object, message: str) -> None:
     with pytest.raises(TypeError, match=message):
         _pgtext.sync_standby_names(members, mode, count)
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("", ("off", 0, [])),
+        (None, ("off", 0, [])),
+        ('ANY 1 ("postgres-0", "postgres-1")', ("any", 1, ["postgres-0", "postgres-1"])),
+        ("any 2 (a, b, c)", ("any", 2, ["a", "b", "c"])),
+        ("FIRST 2 (*)", ("first", 2, ["*"])),
+        ("2 (a, b)", ("first", 2, ["a", "b"])),
+        ("a, b", ("first", 1, ["a", "b"])),
+        ("*", ("first", 1, ["*"])),
+        ('ANY 1 ("with ""quote""", b)', ("any", 1, ['with "quote"', "b"])),
+    ],
+)
+def test_parse_sync_standby_names(value: object, parsed: tuple) -> None:
+    assert _pgtext.parse_sync_standby_names(value) == parsed
+
+
+@pytest.mark.parametrize("bad", ["ANY 0 (a, b)", "ANY 1 (a, b", "ANY 1 a, b)", "a, , b", "ANY 1 ()", "ALL 1 (a)"])
+def test_parse_sync_standby_names_refuses_what_postgresql_would(bad: str) -> None:
+    with pytest.raises(ValueError):
+        _pgtext.parse_sync_standby_names(bad)
+
+
+def test_parse_sync_standby_names_refuses_non_strings() -> None:
+    with pytest.raises(TypeError):
+        _pgtext.parse_sync_standby_names(["a"])

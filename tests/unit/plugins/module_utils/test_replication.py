@@ -326,6 +326,17 @@ def test_unmet_conditions_name_what_is_missing():
     assert unmet_conditions(view(healthy_probes()), {"min_streaming": 2, "min_sync": 2, "max_lag_bytes": 0}) == []
 
 
+def test_max_lag_is_not_met_by_a_member_that_is_down_or_absent():
+    from ansible_collections.dbonk8s.postgresql.plugins.module_utils._membership import membership
+
+    probes = healthy_probes()[:2]
+    probes.append(_replication.absent_probe("postgres-2", membership("postgres", {"spec": {"replicas": 3}}, [], None, [])))
+    unmet = unmet_conditions(view(probes), {"max_lag_bytes": 1024})
+    assert unmet == ["max_lag_bytes=1024 (postgres-2: pod absent, replay lag unknown)"]
+    # The same members all answering: met.
+    assert unmet_conditions(view(healthy_probes()), {"max_lag_bytes": 1024}) == []
+
+
 def test_wait_until_polls_until_met():
     states = [view(copy.deepcopy(healthy_probes())), view(copy.deepcopy(healthy_probes())), view(copy.deepcopy(healthy_probes()))]
     states[0]["cluster"]["streaming_standbys"] = 0
@@ -422,10 +433,14 @@ def test_probe_skips_exec_for_pods_not_running():
 
 def test_collect_reads_records_and_probes_in_parallel(monkeypatch):
     class Backend(ScriptedBackend):
-        def member_pods(self, members):
-            return [api_pod("postgres-0"), api_pod("postgres-1")]
+        def find_members(self, members):
+            return [api_pod("postgres-0"), api_pod("postgres-1")], {"spec": {"replicas": 2}, "status": {"replicas": 2}}
 
         def get_configmap(self, name):
+            from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import NotFound
+
+            if name == "postgres-config":
+                raise NotFound(name)
             assert name == "postgres-primary"
             return {"data": {"primary": "postgres-0", "epoch": "3"}}
 
@@ -444,3 +459,47 @@ def test_collect_reads_records_and_probes_in_parallel(monkeypatch):
     assert state["cluster"]["rw_service_target"] is None
     assert state["cluster"]["split_brain"] is True  # the scripted backend answers "primary" for both
     assert len(backend.calls) == 2
+
+
+def test_a_member_without_a_pod_makes_the_cluster_unhealthy():
+    from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import NotFound, StatefulSetMembers
+
+    conf = "synchronous_standby_names = 'ANY 1 (\"postgres-0\", \"postgres-1\", \"postgres-2\")'\ndbonk8s.members = 'postgres-0,postgres-1,postgres-2'\n"
+
+    class Backend(ScriptedBackend):
+        replicas = 3
+        sync = 'ANY 1 ("postgres-0", "postgres-1", "postgres-2")'
+
+        def find_members(self, members):
+            return [api_pod("postgres-0"), api_pod("postgres-1")], {"spec": {"replicas": self.replicas}, "status": {"replicas": self.replicas}}
+
+        def get_configmap(self, name):
+            if name == "postgres-config":
+                return {"data": {"postgresql.conf": conf}}
+            raise NotFound(name)
+
+        def get_service(self, name):
+            raise NotFound(name)
+
+        def exec(self, pod_name, argv, timeout):
+            self.calls.append(pod_name)
+            status = primary_status(rows=[replication_row("postgres-1")]) if pod_name == "postgres-0" else standby_status()
+            return ExecResult(0, json.dumps(dict(status, synchronous_standby_names=self.sync)), "")
+
+    import json
+
+    backend = Backend(None)
+    state = _replication.collect(backend, StatefulSetMembers(statefulset="postgres"), 5)
+    cluster = state["cluster"]
+    assert [member["name"] for member in state["members"]] == ["postgres-0", "postgres-1", "postgres-2"]
+    assert cluster["members"] == 3 and cluster["absent"] == ["postgres-2"] and "postgres-2" in cluster["down"]
+    assert cluster["healthy"] is False
+    assert any(reason.startswith("postgres-2 is down: no pod (a member by StatefulSet spec.replicas=3") for reason in cluster["reasons"])
+    assert sorted(backend.calls) == ["postgres-0", "postgres-1"]  # nobody execs into a pod that does not exist
+    assert "| postgres-2 | Absent, not ready | down" in "\n".join(cluster["summary"])
+    # Every source agrees on two members: healthy again, nothing absent.
+    conf = "synchronous_standby_names = 'ANY 1 (\"postgres-0\", \"postgres-1\")'\ndbonk8s.members = 'postgres-0,postgres-1'\n"
+    backend.replicas = 2
+    backend.sync = 'ANY 1 ("postgres-0", "postgres-1")'
+    state = _replication.collect(backend, StatefulSetMembers(statefulset="postgres"), 5)
+    assert state["cluster"]["absent"] == [] and state["cluster"]["healthy"] is True, state["cluster"]["reasons"]
