@@ -7,8 +7,8 @@ Steps::
 
     confirm   the recorded primary is lost: several probes over a window all fail, and no standby
               still streams from it (one answer, or one streaming standby, means it is alive)
-    choose    the standby with the most WAL received (ties: the lowest ordinal; all members are
-              synchronous candidates with the collection's ANY n setting); the loss assessment
+    choose    the standby with the most WAL flushed (ties: the lowest ordinal), and whether it can be
+              shown to hold every acknowledged commit (``choose``, a pure function)
     lease     as for switchover
     record    the record names the candidate, epoch + 1 (before the promotion: a member that
               starts from now on follows the candidate, the lost primary included)
@@ -19,18 +19,26 @@ Steps::
     release   the lease
 
 The lost primary is not touched: when it starts again, start-up rule 3 of the pod scripts makes it
-a standby of the recorded primary (pg_rewind first). With synchronous replication (ANY k), a commit
-was acknowledged only after k standbys flushed it; so while fewer than k standbys are unreachable,
-one reachable standby holds every acknowledged commit, and the one with the most WAL received holds
-them all.
+a standby of the recorded primary (pg_rewind first).
+
+Why a promotion loses nothing (the rule ``choose`` applies). With ``ANY k`` (or ``FIRST k``) over
+the listed standbys, the lost primary acknowledged a commit only after k of them had flushed it.
+The listed standbys are every member the cluster should have (``_membership``: the StatefulSet,
+the rendered member list, the names in ``synchronous_standby_names``), not the pods that happen to
+exist. If at most k - 1 of them could not be asked (no pod, stopped, frozen, unreachable, or no
+known position), one standby that answered flushed every acknowledged commit, so a candidate that
+flushed at least as much WAL as every standby that answered holds them all. Anything else is
+refused unless ``force``, and the result says what may be lost.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 from typing import Any
 
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, member_ordinal
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._membership import cluster_name, membership_of, rendered_settings
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import (
     LeaseHeld,
     LeaseInfo,
@@ -39,13 +47,12 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure impo
     Record,
     follow,
     lsn,
-    required_sync_count,
 )
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pgtext import lsn_from_int
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pgtext import lsn_from_int, parse_sync_standby_names
 
 STEPS: list[tuple[str, str]] = [
     ("confirm", "the recorded primary fails every probe over the confirmation window and no standby streams from it"),
-    ("choose", "the standby with the most WAL received (ties: lowest ordinal); refuse when it may lack acknowledged commits"),
+    ("choose", "the standby with the most WAL flushed (ties: lowest ordinal); refuse when it cannot be shown to hold every acknowledged commit"),
     ("lease", "take the lease in ConfigMap <name>-primary"),
     ("record", "ConfigMap <name>-primary names the candidate, epoch + 1, before the promotion"),
     ("promote", "ctl.sh promote on the candidate"),
@@ -53,6 +60,10 @@ STEPS: list[tuple[str, str]] = [
     ("repoint", "the other standbys follow the candidate (reload; stop, pg_rewind and start for one that was ahead)"),
     ("release", "release the lease"),
 ]
+
+#: Upper bound of one probe during the confirmation, whatever ``exec_timeout`` is: a frozen or
+#: cut-off member answers nothing, and must not stretch the confirmation window by much.
+PROBE_TIMEOUT = 3.0
 
 
 class FailoverFailed(ProcedureError):
@@ -70,69 +81,219 @@ class FailoverOptions:
     force: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """Why a failover is not done: ``forceable`` refusals are about what may be lost (``force``
+    accepts that); the others would leave no primary or two."""
+
+    code: str
+    message: str
+    forceable: bool
+
+    def describe(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What one member answered to ``ctl.sh state`` (None: nothing), and why there is no answer."""
+
+    state: dict[str, Any] | None
+    why: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncRule:
+    """The quorum commits waited for: ``ANY k``/``FIRST k``, or ``off`` (k = 0)."""
+
+    method: str
+    count: int
+    wildcard: bool = False
+    problem: str = ""
+
+    def describe(self) -> str:
+        return "asynchronous replication" if self.count == 0 else f"{self.method.upper()} {self.count}"
+
+
+def sync_rule(settings: list[str]) -> SyncRule:
+    """The weakest rule among the ``synchronous_standby_names`` values seen: the smallest k, since a
+    smaller k lets fewer standbys be missing. Nothing readable means nothing is known (k = 0)."""
+    if not settings:
+        return SyncRule("off", 0, problem="no synchronous_standby_names could be read (no member answered, no rendered configuration)")
+    rules = []
+    for setting in settings:
+        try:
+            method, count, names = parse_sync_standby_names(setting)
+        except (TypeError, ValueError) as exc:
+            return SyncRule("off", 0, problem=str(exc))
+        rules.append(SyncRule(method, count, wildcard="*" in names))
+    weakest = min(rules, key=lambda rule: rule.count)
+    return dataclasses.replace(weakest, wildcard=any(rule.wildcard for rule in rules))
+
+
 @dataclasses.dataclass
 class Choice:
     candidate: str | None
+    #: WAL flushed by each standby that answered with a known position
     received: dict[str, int]
-    #: bytes the candidate lacks compared to the standby that received most
+    #: listed standbys that could not be asked, or whose position is not known, and why
+    not_asked: dict[str, str]
+    #: bytes the candidate lacks compared to the standby that flushed most
     gap_bytes: int
-    #: every acknowledged commit is on the candidate (synchronous replication, enough standbys reachable)
+    #: every acknowledged commit is shown to be on the candidate
     lossless: bool
     assessment: str
-    refusals: list[str]
+    refusals: list[Refusal]
+
+    def blocking(self, force: bool) -> list[Refusal]:
+        return [refusal for refusal in self.refusals if not (force and refusal.forceable)]
 
 
-def choose(states: dict[str, dict[str, Any] | None], primary: str, sync_required: int, requested: str | None, max_lag_bytes: int) -> Choice:
-    """Pure: pick the candidate from ``ctl.sh state`` of every member and assess what may be lost."""
+def _position(state: dict[str, Any]) -> int | None:
+    """WAL a standby holds, or None when it cannot be known.
+
+    ``receive_lsn`` is what its walreceiver flushed. Without one (nothing streamed since the server
+    started) the WAL it has on disk beyond its replay position is unknown. Right after a restart the
+    receiver restarts at a segment start, behind what was replayed from its own pg_wal; it holds at
+    least that much.
+    """
+    received = lsn(state.get("receive_lsn"))
+    if received is None:
+        return None
+    return max(received, lsn(state.get("replay_lsn")) or 0)
+
+
+def _why_not_counted(state: dict[str, Any]) -> str | None:
+    if not state.get("running"):
+        return "PostgreSQL is not running" + (" (held stopped by an operation)" if state.get("hold") else "")
+    if state.get("in_recovery") is not True:
+        return "PostgreSQL does not accept connections (starting, stopping or in crash recovery)"
+    if _position(state) is None:
+        replayed = state.get("replay_lsn") or "nothing"
+        return f"it has streamed no WAL since it started, so what it holds is not known (replayed: {replayed})"
+    return None
+
+
+def answers_as_primary(answer: Answer) -> bool:
+    state = answer.state
+    return bool(state and state.get("running") and state.get("accepting") and state.get("in_recovery") is False)
+
+
+def _listing(values: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {why}" for name, why in values.items())
+
+
+def choose(
+    answers: dict[str, Answer],
+    primary: str,
+    rule: SyncRule,
+    requested: str | None,
+    max_lag_bytes: int,
+    listed_elsewhere: list[str] | None = None,
+    primary_floor: int | None = None,
+) -> Choice:
+    """Pure: pick the candidate and show that it holds every acknowledged commit, or refuse.
+
+    ``answers`` has every member except the lost primary (those without a pod included);
+    ``listed_elsewhere`` the names in ``synchronous_standby_names`` that are no member pod (they
+    can confirm commits but cannot be asked); ``primary_floor`` a position the lost primary is known
+    to have written (its last checkpoint), a lower bound only.
+    """
     received: dict[str, int] = {}
-    unreachable = []
-    for name, state in states.items():
+    not_asked: dict[str, str] = {}
+    primaries: list[str] = []
+    for name, answer in answers.items():
         if name == primary:
             continue
-        if not state or not state.get("running") or state.get("in_recovery") is not True:
-            unreachable.append(name)
-            continue
-        position = max(lsn(state.get("receive_lsn")) or 0, lsn(state.get("replay_lsn")) or 0)
-        received[name] = position
-    refusals: list[str] = []
+        if answer.state is None:
+            not_asked[name] = answer.why or "no answer"
+        elif answer.state.get("running") and answer.state.get("in_recovery") is False:
+            primaries.append(name)
+        elif (why := _why_not_counted(answer.state)) is not None:
+            not_asked[name] = why
+        else:
+            received[name] = _position(answer.state) or 0
+    for name in listed_elsewhere or []:
+        if name != primary and name != "*":
+            not_asked.setdefault(name, "listed in synchronous_standby_names but no pod of the StatefulSet: it cannot be asked")
+    if primaries:
+        message = f"{', '.join(primaries)} runs as primary beside the lost {primary}: refusing to add another primary (resolve the split brain first)"
+        return Choice(None, received, not_asked, 0, False, "", [Refusal("another_primary", message, False)])
     if not received:
-        down = f" ({', '.join(unreachable)} not running)" if unreachable else ""
-        return Choice(None, {}, 0, False, "no standby is running", [f"no running standby to promote{down}"])
+        message = "no standby answered with a known position: " + (_listing(not_asked) or "there is no standby")
+        return Choice(None, received, not_asked, 0, False, "", [Refusal("no_candidate", message, False)])
+
     best = max(received.values())
     ranked = sorted(received, key=lambda name: (-received[name], member_ordinal(name)))
     candidate = ranked[0]
     if requested is not None:
+        if requested not in received and requested not in not_asked:
+            message = f"candidate {requested} is not a member of the cluster ({', '.join(sorted(answers, key=member_ordinal)) or 'none'})"
+            return Choice(requested, received, not_asked, 0, False, "", [Refusal("not_a_member", message, False)])
         if requested not in received:
-            refusals.append(f"candidate {requested} is not a running standby")
-            return Choice(requested, received, 0, False, "", refusals)
+            message = f"candidate {requested} cannot be promoted: {not_asked[requested]}"
+            return Choice(requested, received, not_asked, 0, False, "", [Refusal("candidate_unavailable", message, False)])
         candidate = requested
-    gap = best - received[candidate]
-    if sync_required > 0 and len(unreachable) < sync_required:
-        lossless = gap == 0
+    position = received[candidate]
+    gap = best - position
+    counted = ", ".join(f"{name} at {lsn_from_int(received[name])}" for name in ranked)
+    refusals: list[Refusal] = []
+    accept = " (force: true to accept)"
+
+    if rule.count == 0:
+        why = rule.problem or "synchronous_standby_names is empty"
         assessment = (
-            f"synchronous replication (ANY {sync_required}): every acknowledged commit is on at least {sync_required} standby(s), "
-            f"and {len(unreachable)} standby(s) are unreachable, so the standby with the most WAL ({ranked[0]}, {lsn_from_int(best)}) holds them all"
+            f"asynchronous replication ({why}): commits the lost primary acknowledged after the last WAL a standby flushed are lost, "
+            f"and how many is unknown; the standbys that answered: {counted}"
         )
-    elif sync_required > 0:
-        lossless = False
+        refusals.append(Refusal("asynchronous", f"acknowledged commits may be lost: {assessment}{accept}", True))
+    elif rule.wildcard:
         assessment = (
-            f"synchronous replication (ANY {sync_required}) but {len(unreachable)} standby(s) are unreachable ({', '.join(unreachable)}): "
-            "acknowledged commits may exist only there"
+            f"synchronous_standby_names lists '*' ({rule.describe()}): any standby, one outside the cluster included, may have confirmed "
+            f"commits, so the standbys that hold them cannot be known; the standbys that answered: {counted}"
         )
+        refusals.append(Refusal("wildcard", f"acknowledged commits may be lost: {assessment}{accept}", True))
+    elif len(not_asked) > rule.count - 1:
+        listed = len(received) + len(not_asked)
+        assessment = (
+            f"{rule.describe()} over {listed} listed standbys: every acknowledged commit was flushed by at least {rule.count} of them, but "
+            f"{len(not_asked)} could not be asked ({_listing(not_asked)}), more than the {rule.count - 1} that may be missing; commits "
+            f"acknowledged after {lsn_from_int(position)} (the candidate {candidate}'s position; the most any standby that answered has "
+            f"is {lsn_from_int(best)}) may exist only on {', '.join(not_asked)}"
+        )
+        refusals.append(Refusal("not_asked", f"acknowledged commits may be lost: {assessment}{accept}", True))
     else:
-        lossless = False
+        listed = len(received) + len(not_asked)
+        missing = f", {len(not_asked)} could not be asked ({_listing(not_asked)})" if not_asked else ", none was missing"
         assessment = (
-            "asynchronous replication: commits acknowledged by the lost primary after the last WAL a standby received are lost, "
-            "and their amount is unknown"
+            f"{rule.describe()} over {listed} listed standbys: every acknowledged commit was flushed by at least {rule.count} of them; "
+            f"{len(received)} answered ({counted}){missing}, and at most {rule.count - 1} may be missing, so a standby that answered "
+            f"holds every acknowledged commit; {ranked[0]} flushed the most WAL of them ({lsn_from_int(best)})"
         )
     if gap > max_lag_bytes:
         refusals.append(
-            f"candidate {candidate} received {gap} bytes less WAL than {ranked[0]} ({lsn_from_int(received[candidate])} < {lsn_from_int(best)}), "
-            f"more than max_lag_bytes={max_lag_bytes}; those commits would be lost (force: true to accept)"
+            Refusal(
+                "behind",
+                f"candidate {candidate} received {gap} bytes less WAL than {ranked[0]} ({lsn_from_int(position)} < {lsn_from_int(best)}), "
+                f"more than max_lag_bytes={max_lag_bytes}; those commits would be lost{accept}",
+                True,
+            )
         )
-    if not lossless and gap <= max_lag_bytes:
-        refusals.append(f"acknowledged commits may be lost: {assessment} (force: true to accept)")
-    return Choice(candidate, received, gap, lossless, assessment, refusals)
+    elif gap > 0:
+        refusals.append(
+            Refusal("behind", f"candidate {candidate} received {gap} bytes less WAL than {ranked[0]}: acknowledged commits may be lost{accept}", True)
+        )
+    if primary_floor is not None and position < primary_floor:
+        refusals.append(
+            Refusal(
+                "below_primary",
+                f"candidate {candidate} flushed WAL up to {lsn_from_int(position)}, before {lsn_from_int(primary_floor)}, which the lost "
+                f"primary {primary} is known to have written (its last checkpoint): what lies between is lost{accept}",
+                True,
+            )
+        )
+    lossless = not refusals
+    return Choice(candidate, received, not_asked, gap, lossless, assessment, refusals)
 
 
 class Failover(Operation):
@@ -142,7 +303,20 @@ class Failover(Operation):
         started = self.clock()
         plan = [{"step": name, "description": text} for name, text in STEPS]
         result: dict[str, Any] = {"changed": False, "steps": self.steps.done, "notes": self.notes, "plan": plan}
-        state = self.observe()
+        probe_timeout = min(self.timeouts.exec, PROBE_TIMEOUT)
+        # The confirmation window starts with this first look, which is its first probe.
+        observed_at = self.clock()
+        pods, statefulset = self.backend.find_members(self.members)
+        name = cluster_name(self.members, pods)
+        self.bind(name)
+        rendered = rendered_settings(self.backend, name)
+        present = {pod["metadata"]["name"] for pod in pods}
+        first = self._ask(membership_of(self.members, statefulset, pods, rendered, []).names, present, probe_timeout)
+        reported = [answer.state.get("synchronous_standby_names") for answer in first.values() if answer.state]
+        membership = membership_of(self.members, statefulset, pods, rendered, reported)
+        members = membership.names
+        for member in members:
+            first.setdefault(member, Answer(None, "it has no pod"))
         record = self.record()
         primary = record.primary
         result.update(previous_primary=primary, diff={"before": {"primary": primary, "epoch": record.epoch}})
@@ -151,14 +325,16 @@ class Failover(Operation):
             raise FailoverFailed(str(LeaseHeld(lease)), dict(result, lease=lease.describe()))
         if lease is not None and primary is not None and primary == lease.candidate != lease.previous:
             return self._finish(lease, record, result, started, check_mode)
-        cluster = state["cluster"]
-        if cluster["primaries"] == [primary] and lease is None:
+        if options.candidate is not None and options.candidate not in members:
+            raise FailoverFailed(f"failover refused: candidate {options.candidate} is not a member of the cluster ({', '.join(members)})", result)
+        primaries = [member for member in members if answers_as_primary(first[member])]
+        if primaries == [primary] and lease is None:
             # Nothing was lost; a second run after a successful failover lands here too.
             result.update(new_primary=primary, primary=primary, findings=[f"{primary} is running as primary: nothing to fail over"])
             result["diff"]["after"] = result["diff"]["before"]
             result["duration_ms"] = int(round((self.clock() - started) * 1000))
             return result
-        others = [name for name in cluster["primaries"] if name != primary]
+        others = [member for member in primaries if member != primary]
         if others:
             raise FailoverFailed(
                 f"{', '.join(others)} runs as primary but the record names {primary}: refusing to add another primary "
@@ -167,29 +343,36 @@ class Failover(Operation):
             )
         if primary is None:
             raise FailoverFailed("the record of the primary names no member", result)
+        if primary not in members:
+            raise FailoverFailed(f"the record names {primary} as primary, which is not a member ({', '.join(members)})", result)
 
         try:
-            probes = self.steps.run("confirm", lambda: self._confirm(primary, options))
+            probes, answers, floor = self.steps.run("confirm", lambda: self._confirm(primary, first, present, observed_at, options, probe_timeout))
         except ProcedureError as exc:
             raise FailoverFailed(f"failover refused: {exc}", result) from None
         result["probes"] = probes
-        names = self.member_names()
-        states = self.states([name for name in names if name != primary])
-        sync_required = self._sync_required(state, primary)
-        choice = self.steps.run("choose", lambda: choose(states, primary, sync_required, options.candidate, options.max_lag_bytes))
+        rule = sync_rule(membership.sync_settings)
+        choice = self.steps.run(
+            "choose",
+            lambda: choose(answers, primary, rule, options.candidate, options.max_lag_bytes, membership.listed_elsewhere, floor),
+        )
         result.update(
             candidate=choice.candidate,
             received={name: lsn_from_int(value) for name, value in choice.received.items()},
+            not_asked=choice.not_asked,
             gap_bytes=choice.gap_bytes,
             lossless=choice.lossless,
             loss_assessment=choice.assessment,
-            findings=choice.refusals,
+            refusals=[refusal.describe() for refusal in choice.refusals],
+            findings=[refusal.message for refusal in choice.refusals],
         )
-        blocking = [reason for reason in choice.refusals if not options.force or "not a running standby" in reason or "no running standby" in reason]
+        if floor is not None:
+            result["primary_floor_lsn"] = lsn_from_int(floor)
+        blocking = choice.blocking(options.force)
         if blocking:
-            raise FailoverFailed("failover refused: " + "; ".join(blocking), result)
+            raise FailoverFailed("failover refused: " + "; ".join(refusal.message for refusal in blocking), result)
         if choice.refusals:
-            self.notes.append("forced: " + "; ".join(choice.refusals))
+            self.notes.append("forced: " + "; ".join(refusal.message for refusal in choice.refusals))
         new = choice.candidate
         if new is None:
             raise FailoverFailed("no candidate", result)
@@ -208,7 +391,7 @@ class Failover(Operation):
             self.steps.run("record", lambda: self.lease.update(step="record", primary=new, epoch=epoch), budget=self.timeouts.promote)
             promoted = self.steps.run("promote", lambda: self.promote(new, epoch), budget=self.timeouts.promote)
             result.update(new_primary=new, primary=new, epoch=epoch, timeline=promoted.get("timeline"), promote_lsn=lsn_from_int(choice.received[new]))
-            rest = [name for name in names if name not in (primary, new)]
+            rest = [name for name in members if name not in (primary, new)]
             self.steps.parallel(
                 [("route", lambda: self.route(new)), ("repoint", lambda: self._repoint(rest, new, epoch, choice.received[new], choice.received))],
                 budget=self.timeouts.rejoin,
@@ -250,45 +433,74 @@ class Failover(Operation):
         result["duration_ms"] = int(round((self.clock() - started) * 1000))
         return result
 
-    def _confirm(self, primary: str, options: FailoverOptions) -> list[dict[str, Any]]:
-        """Every probe must fail; a standby streaming from the primary also proves it alive."""
-        probes = []
-        interval = options.confirm_seconds / max(1, options.probes - 1) if options.probes > 1 else 0.0
+    def _confirm(
+        self,
+        primary: str,
+        first: dict[str, Answer],
+        present: set[str],
+        started_at: float,
+        options: FailoverOptions,
+        probe_timeout: float,
+    ) -> tuple[list[dict[str, Any]], dict[str, Answer], int | None]:
+        """Every probe must fail; a standby streaming from the primary also proves it alive.
+
+        ``first`` is the run's first look at every member, the first probe. The others ask every
+        member at once at even steps over the window, each probe ending by the next one's start,
+        the last within ``probe_timeout``, so that members that answer nothing (frozen, cut off)
+        stretch the window by ``probe_timeout`` at most. Returns the probes, the other members'
+        answers of the last probe (what ``choose`` judges) and the lost primary's last checkpoint
+        when its pod still answers (a lower bound of the WAL it wrote).
+        """
+        names = [name for name in first if name != primary]
+        probes: list[dict[str, Any]] = []
+        floor: int | None = None
+        interval = options.confirm_seconds / (options.probes - 1) if options.probes > 1 else 0.0
+        answers = dict(first)
+        moment = started_at
         for attempt in range(options.probes):
             if attempt:
-                self.sleep(interval)
-            moment = self.clock()
-            try:
-                state = self.ctl(primary, "state", timeout=self.timeouts.exec)
-                alive = bool(state.get("running") and state.get("accepting") and state.get("in_recovery") is False)
-                what = "answers as primary" if alive else ("held by an operation" if state.get("hold") else "PostgreSQL not running")
-                if state.get("hold"):
-                    raise ProcedureError(f"{primary} is held by an operation (ctl.sh hold): not a failure; finish or undo that operation")
-            except ProcedureError:
-                raise
-            except ClusterError as exc:
-                alive, what = False, str(exc)
-            probes.append({"at_ms": int(round((moment - self.steps.marks.get("confirm:start", moment)) * 1000)), "alive": alive, "result": what})
+                delay = started_at + attempt * interval - self.clock()
+                if delay > 0:
+                    self.sleep(delay)
+                moment = self.clock()
+                limit = probe_timeout
+                if attempt < options.probes - 1:
+                    limit = min(probe_timeout, max(1.0, started_at + (attempt + 1) * interval - moment))
+                answers = self._ask([primary] + names, present, limit)
+            lost = answers.pop(primary)
+            state = lost.state
+            if state is not None and state.get("hold"):
+                raise ProcedureError(f"{primary} is held by an operation (ctl.sh hold): not a failure; finish or undo that operation")
+            alive = answers_as_primary(lost)
+            what = "answers as primary" if alive else (lost.why if state is None else "PostgreSQL not running")
+            probes.append({"at_ms": int(round((moment - started_at) * 1000)), "alive": alive, "result": what})
             if alive:
                 raise ProcedureError(f"the primary {primary} is alive (probe {attempt + 1}: {what}); no failover")
-            standbys = self.states([name for name in self.member_names() if name != primary])
+            if state is not None and not state.get("running"):
+                checkpoint = lsn(((state.get("controldata") or {}).get("checkpoint_lsn")) or None)
+                if checkpoint is not None:
+                    floor = max(floor or 0, checkpoint)
             streaming = [
                 name
-                for name, state in standbys.items()
-                if state and state.get("wal_receiver") == "streaming" and (state.get("primary_conninfo_host") or "").split(".")[0] == primary
+                for name, answer in answers.items()
+                if answer.state
+                and answer.state.get("wal_receiver") == "streaming"
+                and (answer.state.get("primary_conninfo_host") or "").split(".")[0] == primary
             ]
             if streaming:
                 raise ProcedureError(f"the primary {primary} is alive: {', '.join(streaming)} still stream(s) from it; no failover")
-        return probes
+        return probes, answers, floor
 
-    @staticmethod
-    def _sync_required(state: dict[str, Any], primary: str) -> int:
-        settings = [
-            member["synchronous_standby_names"]
-            for member in state["members"]
-            if member["name"] != primary and member.get("synchronous_standby_names") is not None
-        ]
-        return max((required_sync_count(setting) for setting in settings), default=0)
+    def _ask(self, names: list[str], present: set[str], timeout: float) -> dict[str, Answer]:
+        """``ctl.sh state`` of every member in ``names`` at once, each within ``timeout``; a member
+        without a pod (when the run started) is not asked."""
+        asked = [name for name in names if name in present]
+        replies: list[tuple[dict[str, Any] | None, str]] = []
+        if asked:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=len(asked)) as pool:
+                replies = list(pool.map(lambda name: self.ctl.ask(name, timeout), asked))
+        answers = dict(zip(asked, (Answer(state, why) for state, why in replies)))
+        return {name: answers.get(name, Answer(None, "it has no pod")) for name in names}
 
     def _repoint(self, standbys: list[str], primary: str, epoch: int, fork: int, received: dict[str, int]) -> dict[str, Any]:
         results: dict[str, Any] = {}

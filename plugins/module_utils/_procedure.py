@@ -40,7 +40,7 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import
     PodUnavailable,
     StdinLine,
 )
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pgtext import lsn_to_int
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pgtext import lsn_to_int, parse_sync_standby_names
 
 CTL_PATH = "/etc/postgresql/scripts/ctl.sh"
 ANNOTATION_PREFIX = "dbonk8s.io/lease-"
@@ -435,10 +435,23 @@ class Ctl:
 
     def state(self, pod: str) -> dict[str, Any] | None:
         """``ctl.sh state``, or None when the container cannot be reached."""
+        return self.ask(pod)[0]
+
+    def ask(self, pod: str, timeout: float | None = None) -> tuple[dict[str, Any] | None, str]:
+        """``ctl.sh state`` and, when there is none, why in a few words (for the user)."""
+        limit = timeout if timeout is not None else self.exec_timeout
         try:
-            return self(pod, "state")
-        except (PodUnavailable, ExecTimeout, ExecLost, CtlRefused):
-            return None
+            return self(pod, "state", timeout=limit), ""
+        except PodUnavailable:
+            return None, "its container is not running"
+        except NotFound:
+            return None, "it has no pod"
+        except ExecTimeout:
+            return None, f"no answer within {limit:g}s (frozen, cut off or overloaded)"
+        except ExecLost:
+            return None, "the exec connection was lost"
+        except CtlRefused as exc:
+            return None, f"ctl.sh state failed ({exc.reason})"
 
 
 class Background:
@@ -538,16 +551,12 @@ def label_roles(backend: ClusterBackend, pods: list[dict], primary: str) -> list
 
 
 def required_sync_count(synchronous_standby_names: str | None) -> int:
-    """How many synchronous standbys a commit waits for, from ``synchronous_standby_names``."""
-    text = (synchronous_standby_names or "").strip()
-    if not text:
+    """How many synchronous standbys a commit waits for, from ``synchronous_standby_names``
+    (0 for an empty or unreadable setting)."""
+    try:
+        return parse_sync_standby_names(synchronous_standby_names)[1]
+    except (TypeError, ValueError):
         return 0
-    words = text.replace("(", " ( ").split()
-    if words and words[0].upper() in ("ANY", "FIRST") and len(words) > 1 and words[1].isdigit():
-        return int(words[1])
-    if words and words[0].isdigit():
-        return int(words[0])
-    return 1
 
 
 def follow(ctl: Ctl, pod: str, primary: str, epoch: int, timeout: float) -> dict[str, Any]:
@@ -609,10 +618,14 @@ class Operation:
         from ansible_collections.dbonk8s.postgresql.plugins.module_utils._replication import collect
 
         state = collect(self.backend, self.members, self.timeouts.exec)
-        if self.cluster_name is None:
-            self.cluster_name = state["cluster"]["name"]
-            self.store = RecordStore(self.backend, self.cluster_name)
+        self.bind(state["cluster"]["name"])
         return state
+
+    def bind(self, cluster_name: str) -> None:
+        """The cluster this run operates, once known (its record is ConfigMap ``<name>-primary``)."""
+        if self.cluster_name is None:
+            self.cluster_name = cluster_name
+            self.store = RecordStore(self.backend, cluster_name)
 
     def record(self) -> Record:
         if self.store is None:

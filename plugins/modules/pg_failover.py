@@ -18,10 +18,23 @@ description:
     assessment of what may be lost), C(lease), C(record) (the record names the candidate, epoch + 1, before the
     promotion), C(promote), C(route) (Service C(<name>-rw) and labels), C(repoint) (the other standbys follow the
     new primary), C(release)."
-  - With synchronous replication (the collection's C(ANY k) setting), a commit was acknowledged only once k standbys
-    had flushed it; while fewer than k standbys are unreachable, the candidate therefore holds every acknowledged
-    commit and nothing is lost. Otherwise (or with a given O(candidate) behind another standby by more than
-    O(max_lag_bytes)) the module refuses unless O(force=true), and reports what may be lost.
+  - "When the promotion loses nothing: with synchronous replication (C(ANY k) or C(FIRST k)), the lost primary
+    acknowledged a commit only once k of the listed standbys had flushed it. The listed standbys are every member the
+    cluster should have (the StatefulSet's C(spec.replicas) and C(status.replicas), the rendered member list, the
+    names in C(synchronous_standby_names)), not the pods that happen to exist. Without O(force), the module promotes
+    only when at most k - 1 of them could not be asked (no pod, PostgreSQL stopped, frozen, unreachable, or no WAL
+    streamed since it started, so that its position is unknown) and the candidate has flushed at least as much WAL
+    as every standby that answered; the position is what the standby flushed, never only what it replayed."
+  - The lost primary's last checkpoint, when its pod still answers, is a lower bound of the WAL it wrote. A candidate
+    below it is refused; being at or above it proves nothing.
+  - Otherwise the module refuses unless O(force=true), and says what may be lost (RV(loss_assessment),
+    RV(not_asked)). Each refusal is in RV(refusals) with a code and whether O(force) can override it. Two primaries, no
+    standby with a known position, or a O(candidate) that is not an answering standby are never overridden.
+  - Limits. Commits by clients that set C(synchronous_commit) to C(local), C(off) or C(remote_write) were not flushed by
+    a standby before the acknowledgement and may be lost. A C(synchronous_standby_names) changed on the primary alone
+    (C(ALTER SYSTEM)) is not seen once the primary is lost; the module uses the smallest k among the rendered setting
+    and what the standbys report. A wildcard C(*) lets standbys outside the cluster confirm commits, so it is refused
+    without O(force).
   - The lost primary is not touched. When it starts again, the pod start-up reads the record and makes it a standby
     of the new primary (with C(pg_rewind)); it never starts as a primary again.
   - When the recorded primary runs as primary, nothing changes (C(changed=false)).
@@ -37,7 +50,11 @@ options:
       - The standby (pod name) to promote. Default is the standby with the most WAL received.
     type: str
   probes:
-    description: How many times the primary is probed before it counts as lost; one answer means it is alive.
+    description:
+      - How many times the primary is probed before it counts as lost (the first probe is the run's first look at the
+        cluster); one answer means it is alive.
+      - Each probe asks every member at once and waits at most 3 seconds (or O(exec_timeout) when shorter), so that a
+        frozen or cut-off member delays the refusal by at most that much beyond O(confirm_seconds).
     type: int
     default: 3
   confirm_seconds:
@@ -45,13 +62,16 @@ options:
     type: int
     default: 10
   max_lag_bytes:
-    description: How much less WAL than the most advanced standby the candidate may have received without O(force).
+    description:
+      - A candidate that flushed more than this much less WAL than the most advanced standby is refused, the gap named.
+      - A smaller gap, if any, is refused too unless O(force), since acknowledged commits may be in it.
     type: int
     default: 0
   force:
     description:
-      - Promote even when acknowledged commits may be lost (asynchronous replication, too many standbys unreachable,
-        or a candidate behind by more than O(max_lag_bytes)). RV(loss_assessment) says what may be lost.
+      - Promote even when acknowledged commits may be lost (asynchronous replication, more than k - 1 listed standbys
+        that could not be asked, a candidate behind another standby or below the lost primary's last checkpoint).
+        RV(loss_assessment) says what may be lost.
     type: bool
     default: false
   exec_timeout:
@@ -138,22 +158,40 @@ promote_lsn:
   type: str
   sample: 0/7000148
 received:
-  description: WAL received by each running standby.
+  description: WAL flushed by each standby that answered with a known position (the standbys counted).
   returned: when the primary was confirmed lost
   type: dict
   sample: {postgres-1: 0/7000148, postgres-2: 0/7000148}
+not_asked:
+  description: The listed standbys that could not be asked, or whose position is not known, and why.
+  returned: when the primary was confirmed lost
+  type: dict
+  sample: {postgres-2: it has no pod}
+refusals:
+  description: Why the failover is refused (with O(force), what it accepted), each with a C(code), a C(message) and
+    whether O(force) overrides it (C(forceable)).
+  returned: when the primary was confirmed lost
+  type: list
+  elements: dict
+  sample: [{code: not_asked, forceable: true, message: "acknowledged commits may be lost: ..."}]
+primary_floor_lsn:
+  description: The lost primary's last checkpoint, read from its pod while PostgreSQL there is down (a lower bound of
+    the WAL it wrote).
+  returned: when the lost primary's pod answered
+  type: str
+  sample: 0/7000060
 gap_bytes:
   description: How much less WAL than the most advanced standby the candidate received.
   returned: when the primary was confirmed lost
   type: int
   sample: 0
 lossless:
-  description: Whether every acknowledged commit is known to be on the candidate.
+  description: Whether every acknowledged commit is shown to be on the candidate (see the rule in the description).
   returned: when the primary was confirmed lost
   type: bool
   sample: true
 loss_assessment:
-  description: Why commits cannot, or may, be lost.
+  description: Why commits cannot, or may, be lost, naming the standbys counted and those that could not be asked.
   returned: when the primary was confirmed lost
   type: str
 probes:
@@ -162,7 +200,7 @@ probes:
   type: list
   elements: dict
 findings:
-  description: Reasons to refuse (ignored with O(force)), or why there was nothing to fail over, or the interrupted failover that the run finished.
+  description: The messages of RV(refusals), or why there was nothing to fail over, or the interrupted failover that the run finished.
   returned: when the primary was confirmed lost, there was nothing to do, or an interrupted failover was finished
   type: list
   elements: str
@@ -178,7 +216,7 @@ plan:
   elements: dict
 duration_ms:
   description: Milliseconds the run took.
-  returned: success
+  returned: always, a refusal included
   type: int
 converged:
   description: What was done to finish a failover that was interrupted after it had written the record.
@@ -197,6 +235,7 @@ notes:
   elements: str
 """
 
+import time
 from typing import Any
 
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, backend_from_params
@@ -252,12 +291,13 @@ def main() -> None:
         max_lag_bytes=params["max_lag_bytes"],
         force=params["force"],
     )
+    started = time.monotonic()
     try:
         backend = backend_from_params(params, fail=module.fail_json)
         failover = Failover(backend, members_from_params(params), timeouts, lease_seconds=float(params["lease_seconds"]))
         result = failover.run(options, check_mode=module.check_mode)
     except FailoverFailed as exc:
-        failed = dict(exc.result)
+        failed = dict(exc.result, duration_ms=int(round((time.monotonic() - started) * 1000)))
         failed.pop("diff", None)
         module.fail_json(msg=str(exc), **failed)
     except ClusterError as exc:

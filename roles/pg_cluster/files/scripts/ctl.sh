@@ -82,7 +82,8 @@ readonly SERVER_SQL="SELECT trim(both '{}' from json_build_object(
   'replay_lsn', pg_last_wal_replay_lsn()::text,
   'replay_paused', CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
   'wal_receiver', (SELECT status FROM pg_stat_wal_receiver),
-  'primary_conninfo_host', substring(current_setting('primary_conninfo') from 'host=([^ ]+)')
+  'primary_conninfo_host', substring(current_setting('primary_conninfo') from 'host=([^ ]+)'),
+  'synchronous_standby_names', current_setting('synchronous_standby_names')
 )::text)"
 
 state_json() {

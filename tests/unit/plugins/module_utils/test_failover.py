@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ExecTimeout, StatefulSetMembers
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._failover import Failover, FailoverFailed, FailoverOptions, choose
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._failover import (
+    Answer,
+    Failover,
+    FailoverFailed,
+    FailoverOptions,
+    SyncRule,
+    choose,
+    sync_rule,
+)
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import Timeouts
 from test_switchover_fake_cluster import NAME, FakeCluster
 
@@ -74,7 +82,8 @@ def test_alive_primary_is_not_failed_over(cluster):
     result = failover(cluster, probes=2)
     assert result["changed"] is False and "nothing to fail over" in result["findings"][0]
     assert cluster.record() == record and cluster.primaries() == ["postgres-0"]
-    assert not [argv for _pod, argv in cluster.calls if argv[0].endswith("ctl.sh")]
+    # One look at every member, read-only, and nothing else.
+    assert sorted((pod, argv[1]) for pod, argv in cluster.calls) == [("postgres-0", "state"), ("postgres-1", "state"), ("postgres-2", "state")]
 
 
 def test_slow_primary_that_answers_within_the_window_is_not_failed_over(cluster):
@@ -125,17 +134,124 @@ def test_asynchronous_cluster_needs_force(cluster):
     assert failover(cluster, force=True)["new_primary"] == "postgres-1"
 
 
-def test_choose_counts_unreachable_synchronous_standbys():
-    def standby(received: str) -> dict:
-        return {"running": True, "in_recovery": True, "receive_lsn": received, "replay_lsn": received}
+def standby(received: str | None, replayed: str | None = None, **extra) -> Answer:
+    state = {"running": True, "accepting": True, "in_recovery": True, "receive_lsn": received, "replay_lsn": replayed or received, **extra}
+    return Answer(state)
 
-    states = {"p-0": None, "p-1": standby("0/3000100"), "p-2": None, "p-3": standby("0/3000000")}
-    # ANY 1 and one of three standbys unreachable: that one may hold commits no one else has.
-    unsafe = choose(states, "p-0", sync_required=1, requested=None, max_lag_bytes=0)
-    assert unsafe.candidate == "p-1" and unsafe.lossless is False and "unreachable" in unsafe.refusals[0]
-    # ANY 2: every acknowledged commit is on two standbys, so on one of the reachable ones.
-    safe = choose(states, "p-0", sync_required=2, requested=None, max_lag_bytes=0)
-    assert safe.lossless is True and safe.refusals == []
+
+NOT_ASKED = {
+    "absent": Answer(None, "it has no pod"),
+    "frozen": Answer(None, "no answer within 3s (frozen, cut off or overloaded)"),
+    "stopped": Answer({"running": False, "accepting": False, "hold": True, "in_recovery": None}),
+    "starting": Answer({"running": True, "accepting": False, "in_recovery": None}),
+    "restarted": standby(None, "0/3000000"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(NOT_ASKED))
+def test_a_standby_that_cannot_be_asked_counts_against_the_quorum(how):
+    # ANY 1 over two standbys: the one not asked may be the only one that confirmed the last commits.
+    answers = {"p-1": standby("0/3000100"), "p-2": NOT_ASKED[how]}
+    choice = choose(answers, "p-0", SyncRule("any", 1), requested=None, max_lag_bytes=0)
+    assert choice.candidate == "p-1" and choice.lossless is False
+    assert [refusal.code for refusal in choice.refusals] == ["not_asked"] and choice.refusals[0].forceable
+    assert list(choice.not_asked) == ["p-2"] and "p-2" in choice.refusals[0].message
+    # What may be lost is said: the candidate's position against the best that answered.
+    assert "after 0/3000100" in choice.assessment and "may exist only on p-2" in choice.assessment
+
+
+def test_any_1_with_every_standby_answering_promotes_the_most_advanced():
+    answers = {"p-1": standby("0/3000000"), "p-2": standby("0/3000100")}
+    choice = choose(answers, "p-0", SyncRule("any", 1), requested=None, max_lag_bytes=0)
+    assert (choice.candidate, choice.lossless, choice.refusals, choice.gap_bytes) == ("p-2", True, [], 0)
+    assert "2 answered (p-2 at 0/3000100, p-1 at 0/3000000), none was missing" in choice.assessment
+
+
+@pytest.mark.parametrize(
+    "lost, k, promoted",
+    [(["p-3"], 2, True), (["p-3", "p-4"], 2, False), ([], 2, True), (["p-2", "p-3", "p-4"], 3, False), (["p-3", "p-4"], 3, True)],
+)
+def test_any_k_tolerates_k_minus_1_standbys_not_asked(lost, k, promoted):
+    answers = {name: (Answer(None, "it has no pod") if name in lost else standby("0/5000000")) for name in ("p-1", "p-2", "p-3", "p-4")}
+    choice = choose(answers, "p-0", SyncRule("any", k), requested=None, max_lag_bytes=0)
+    assert choice.lossless is promoted and bool(choice.refusals) is not promoted
+
+
+def test_a_position_replayed_but_not_streamed_does_not_count_for_the_candidate_either():
+    # The most advanced by replay has streamed nothing since it started: unknown, not counted.
+    answers = {"p-1": standby("0/3000000"), "p-2": standby(None, "0/4000000")}
+    choice = choose(answers, "p-0", SyncRule("any", 2), requested=None, max_lag_bytes=0)
+    assert choice.candidate == "p-1" and choice.lossless is True and "streamed no WAL" in choice.not_asked["p-2"]
+
+
+def test_after_a_restart_the_replayed_position_is_what_a_standby_holds():
+    answers = {"p-1": standby("0/3000000", "0/3000400"), "p-2": standby("0/3000200")}
+    choice = choose(answers, "p-0", SyncRule("any", 1), requested=None, max_lag_bytes=0)
+    assert choice.candidate == "p-1" and choice.received == {"p-1": 0x3000400, "p-2": 0x3000200}
+
+
+def test_a_standby_listed_outside_the_cluster_cannot_be_asked():
+    answers = {"p-1": standby("0/3000000"), "p-2": standby("0/3000000")}
+    choice = choose(answers, "p-0", SyncRule("any", 1), requested=None, max_lag_bytes=0, listed_elsewhere=["dr-site"])
+    assert choice.lossless is False and "dr-site" in choice.not_asked
+    choice = choose(answers, "p-0", SyncRule("any", 2), requested=None, max_lag_bytes=0, listed_elsewhere=["dr-site"])
+    assert choice.lossless is True
+
+
+@pytest.mark.parametrize(
+    "rule, code",
+    [(SyncRule("off", 0), "asynchronous"), (SyncRule("off", 0, problem="unreadable"), "asynchronous"), (SyncRule("any", 1, wildcard=True), "wildcard")],
+)
+def test_no_known_quorum_needs_force(rule, code):
+    answers = {"p-1": standby("0/3000000"), "p-2": standby("0/3000000")}
+    choice = choose(answers, "p-0", rule, requested=None, max_lag_bytes=0)
+    assert [refusal.code for refusal in choice.refusals] == [code] and choice.blocking(force=True) == []
+    assert choice.blocking(force=False) == choice.refusals
+
+
+def test_the_lost_primary_s_checkpoint_is_a_lower_bound_only():
+    answers = {"p-1": standby("0/3000000"), "p-2": standby("0/3000000")}
+    below = choose(answers, "p-0", SyncRule("any", 1), requested=None, max_lag_bytes=0, primary_floor=0x3000100)
+    assert [refusal.code for refusal in below.refusals] == ["below_primary"] and below.lossless is False
+    # At or above it proves nothing: with a standby not asked, still refused.
+    answers["p-2"] = Answer(None, "it has no pod")
+    above = choose(answers, "p-0", SyncRule("any", 1), requested=None, max_lag_bytes=0, primary_floor=0x2000000)
+    assert [refusal.code for refusal in above.refusals] == ["not_asked"]
+
+
+@pytest.mark.parametrize(
+    "answers, requested, code",
+    [
+        ({"p-1": Answer(None, "it has no pod"), "p-2": NOT_ASKED["stopped"]}, None, "no_candidate"),
+        ({"p-1": standby("0/3000000"), "p-2": Answer({"running": True, "accepting": True, "in_recovery": False})}, None, "another_primary"),
+        ({"p-1": standby("0/3000000"), "p-2": standby("0/3000000")}, "p-9", "not_a_member"),
+        ({"p-1": standby("0/3000000"), "p-2": NOT_ASKED["frozen"]}, "p-2", "candidate_unavailable"),
+    ],
+)
+def test_refusals_that_force_cannot_override(answers, requested, code):
+    choice = choose(answers, "p-0", SyncRule("any", 1), requested=requested, max_lag_bytes=0)
+    assert [refusal.code for refusal in choice.refusals] == [code]
+    assert choice.blocking(force=True) == choice.refusals
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [
+        (['ANY 1 ("p-0", "p-1", "p-2")'], SyncRule("any", 1)),
+        (['ANY 2 ("p-0", "p-1", "p-2")', 'ANY 1 ("p-0", "p-1", "p-2")'], SyncRule("any", 1)),
+        (["FIRST 2 (*)"], SyncRule("first", 2, wildcard=True)),
+        (["p-1, p-2"], SyncRule("first", 1)),
+        (["", 'ANY 1 ("p-0", "p-1")'], SyncRule("off", 0)),
+    ],
+)
+def test_sync_rule_is_the_weakest_of_the_settings_seen(settings, expected):
+    assert sync_rule(settings) == expected
+
+
+@pytest.mark.parametrize("settings", [[], ["ANY 0 (a, b)"], ["ANY 1 (a, b"], ["ANY 1 (a, , b)"]])
+def test_sync_rule_of_nothing_readable_is_asynchronous(settings):
+    rule = sync_rule(settings)
+    assert rule.count == 0 and rule.problem
 
 
 FAILOVER_KILL_POINTS = [

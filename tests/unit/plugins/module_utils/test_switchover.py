@@ -352,3 +352,13 @@ def test_record_drift_is_corrected(cluster, clock):
 )
 def test_required_sync_count(setting, count):
     assert required_sync_count(setting) == count
+
+
+def test_a_member_without_a_pod_is_named_and_cannot_be_the_candidate(cluster, clock):
+    cluster.store.delete("Pod", "postgres", "postgres-2")
+    with pytest.raises(SwitchoverFailed, match="candidate postgres-2 is not running"):
+        switchover(cluster, clock).run(SwitchoverOptions(candidate="postgres-2"))
+    assert mutations(cluster) == []
+    result = switchover(cluster, clock).run(SwitchoverOptions(candidate="postgres-1"))
+    assert result["new_primary"] == "postgres-1"
+    assert any(finding.startswith("postgres-2 is down (pod absent)") for finding in result["findings"]), result["findings"]

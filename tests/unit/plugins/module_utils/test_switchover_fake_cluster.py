@@ -249,6 +249,7 @@ class FakeCluster:
             "replay_paused": member.paused if member.in_recovery else None,
             "wal_receiver": "streaming" if member.in_recovery and member.upstream and self.members[member.upstream].running else None,
             "primary_conninfo_host": f"{member.upstream}.{NAME}" if member.upstream else None,
+            "synchronous_standby_names": self.sync_names,
         }
 
     def _ctl_state(self, member: Member) -> dict[str, Any]:
