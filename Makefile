@@ -11,11 +11,12 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help up test venv dev-venv collection system-deps lint sanity units integration molecule manifests changelog-lint docs-check bench clean
+.PHONY: help up test test-long venv dev-venv collection system-deps lint sanity units integration molecule manifests changelog-lint docs-check bench clean
 
 help:
 	@echo "make up    - virtualenv, collection, then ansible-playbook site.yml"
 	@echo "make test  - install test needs (PostgreSQL 15 server if missing), run every suite"
+	@echo "make test-long - the long forms of the acceptance tests (hundreds of randomised failovers...)"
 
 # On a fresh Debian/Ubuntu machine, hack/ensure-python-venv.sh installs python3-venv (as root) or
 # says which command to run: make is all that the quick start needs beforehand.
@@ -42,8 +43,15 @@ up: collection
 system-deps:
 	@hack/install-system-deps.sh
 
+SUITES := lint sanity changelog-lint docs-check units manifests integration molecule
+
 test: dev-venv collection system-deps
-	$(MAKE) --no-print-directory lint sanity changelog-lint docs-check units manifests integration molecule
+	@hack/run-suites.sh $(SUITES)
+
+# Long forms of acceptance tests, for a change that touches what they cover (not run by CI).
+FAILOVER_CASES ?= 1000
+test-long: dev-venv collection system-deps
+	DBONK8S_FAILOVER_CASES=$(FAILOVER_CASES) $(BIN)/pytest -q -s tests/integration/test_failover_random.py
 
 lint: dev-venv collection
 	cd $(COLLECTION_LINK) && $(BIN)/ansible-lint --profile production

@@ -33,8 +33,9 @@ FAST = {"lease_seconds": 2, "stop_timeout": 20, "promote_timeout": 20, "rejoin_t
 
 
 class Pods:
-    def __init__(self, runtime_dir: str) -> None:
+    def __init__(self, runtime_dir: str, members: tuple[str, ...] = MEMBERS) -> None:
         self.runtime_dir = runtime_dir
+        self.members = members
         with open(os.path.join(runtime_dir, "runtime.json"), encoding="utf-8") as runtime_file:
             self.exec_argv = json.load(runtime_file)["exec_argv"]
 
@@ -62,7 +63,7 @@ class Pods:
     def logs(self, lines: int = 60) -> str:
         """The end of every member's container log, for failure messages."""
         out = []
-        for pod in MEMBERS:
+        for pod in self.members:
             path = os.path.join(self.runtime_dir, "pods", pod, "logs", "postgres.log")
             try:
                 with open(path, encoding="utf-8", errors="replace") as log_file:
@@ -73,21 +74,21 @@ class Pods:
         return "\n".join(out)
 
     def primaries(self) -> list[str]:
-        return [pod for pod in MEMBERS if self.try_sql(pod, "SELECT pg_is_in_recovery()") == "f"]
+        return [pod for pod in self.members if self.try_sql(pod, "SELECT pg_is_in_recovery()") == "f"]
 
     def record(self) -> dict:
         with open(os.path.join(self.runtime_dir, "api", "postgres", "configmap", "postgres-primary.json"), encoding="utf-8") as record_file:
             return json.load(record_file)
 
     def wait_healthy(self, primary: str) -> None:
-        """One primary, both others streaming from it on its timeline."""
-        others = [pod for pod in MEMBERS if pod != primary]
+        """One primary, every other member streaming from it."""
+        others = [pod for pod in self.members if pod != primary]
         names = ", ".join(f"'{pod}'" for pod in others)
         self.wait(
             f"{primary} alone primary with {others} streaming",
             lambda: self.primaries() == [primary]
             and self.try_sql(primary, f"SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND application_name IN ({names})")
-            == "2",
+            == str(len(others)),
         )
 
 
