@@ -49,7 +49,7 @@ test: dev-venv collection system-deps
 	@hack/run-suites.sh $(SUITES)
 
 # Long forms of acceptance tests, for a change that touches what they cover (not run by CI).
-FAILOVER_CASES ?= 1000
+FAILOVER_CASES ?= 600
 test-long: dev-venv collection system-deps
 	DBONK8S_FAILOVER_CASES=$(FAILOVER_CASES) $(BIN)/pytest -q -s tests/integration/test_failover_random.py
 

@@ -202,35 +202,7 @@ cluster:
       type: list
       elements: str
       sample: ["postgres-2 is down: pod postgres-2 is not available for exec: container postgres is not running"]
-    membership:
-  description:
-    - Which members the cluster should have, and what says so. The members are the union of the StatefulSet's
-      C(spec.replicas) and C(status.replicas), the rendered member list (C(dbonk8s.members) in ConfigMap
-      C(<name>-config)), the names in C(synchronous_standby_names) and the pods found, so that a member whose pod is
-      gone is reported as down instead of being left out.
-  returned: always
-  type: dict
-  contains:
-    members:
-      description: The member pod names, in ordinal order.
-      type: list
-      elements: str
-      sample: [postgres-0, postgres-1, postgres-2]
-    listed_elsewhere:
-      description: Names in C(synchronous_standby_names) that are no pod of the StatefulSet (a wildcard C(*) included).
-      type: list
-      elements: str
-      sample: []
-    sources:
-      description: Each source and the names it lists.
-      type: dict
-      sample: {"StatefulSet spec.replicas=3": [postgres-0, postgres-1, postgres-2], pods: [postgres-0, postgres-1]}
-    sync_settings:
-      description: Every value of C(synchronous_standby_names) seen, the rendered one and those the running members report.
-      type: list
-      elements: str
-      sample: ['ANY 1 ("postgres-0", "postgres-1", "postgres-2")']
-summary:
+    summary:
       description: A table of the members in the manner of C(patronictl list), then the health.
       type: list
       elements: str
@@ -242,7 +214,7 @@ summary:
         - "primary: postgres-0, streaming standbys: 1, synchronous standbys: 1"
         - "healthy"
 members:
-  description: One entry per member pod, ordered by ordinal.
+  description: One entry per member, those without a pod included, ordered by ordinal.
   returned: always
   type: list
   elements: dict
@@ -373,6 +345,34 @@ members:
       type: list
       elements: str
       sample: []
+membership:
+  description:
+    - Which members the cluster should have, and what says so. The members are the union of the StatefulSet's
+      C(spec.replicas) and C(status.replicas), the rendered member list (C(dbonk8s.members) in ConfigMap
+      C(<name>-config)), the names in C(synchronous_standby_names) and the pods found, so that a member whose pod is
+      gone is reported as down instead of being left out.
+  returned: always
+  type: dict
+  contains:
+    members:
+      description: The member pod names, in ordinal order.
+      type: list
+      elements: str
+      sample: [postgres-0, postgres-1, postgres-2]
+    listed_elsewhere:
+      description: Names in C(synchronous_standby_names) that are no pod of the StatefulSet (a wildcard C(*) included).
+      type: list
+      elements: str
+      sample: []
+    sources:
+      description: Each source and the names it lists.
+      type: dict
+      sample: {"StatefulSet spec.replicas=3": [postgres-0, postgres-1, postgres-2], pods: [postgres-0, postgres-1]}
+    sync_settings:
+      description: Every value of C(synchronous_standby_names) seen, the rendered one and those the running members report.
+      type: list
+      elements: str
+      sample: ['ANY 1 ("postgres-0", "postgres-1", "postgres-2")']
 summary:
   description: The same as RV(cluster.summary), for C(debug) output.
   returned: always
