@@ -303,3 +303,17 @@ def test_killed_at_any_step_then_rerun_finishes_the_failover(cluster, monkeypatc
     assert cluster.record()["metadata"].get("annotations", {}).get("dbonk8s.io/lease-holder") in (None, "")
     # And the run after that has nothing left to do.
     assert run()["changed"] is False
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_a_candidate_that_is_not_a_member_is_refused_whether_the_primary_is_alive_or_not(cluster, lost):
+    from test_switchover import mutations
+
+    if lost:
+        lose_primary(cluster)
+    with pytest.raises(FailoverFailed, match="candidate postgres-9 is not a member of the cluster"):
+        failover(cluster, candidate="postgres-9")
+    assert mutations(cluster) == [] and cluster.record()["data"]["primary"] == "postgres-0"
+    # A member as candidate passes that check: nothing to do while the primary is alive.
+    if not lost:
+        assert failover(cluster, candidate="postgres-2")["changed"] is False
