@@ -207,7 +207,7 @@ def choose(
             continue
         if answer.state is None:
             not_asked[name] = answer.why or "no answer"
-        elif answer.state.get("running") and answer.state.get("in_recovery") is False:
+        elif answers_as_primary(answer):
             primaries.append(name)
         elif (why := _why_not_counted(answer.state)) is not None:
             not_asked[name] = why
