@@ -17,6 +17,7 @@ import copy
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _inputs
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import StatefulSetMembers
 
 CONNECTION_ARGSPEC: dict[str, dict[str, Any]] = {
@@ -43,6 +44,16 @@ CONNECTION_ARGSPEC: dict[str, dict[str, Any]] = {
 KUBERNETES_ONLY = ("kubeconfig", "context", "host", "api_key", "validate_certs", "ca_cert", "client_cert", "client_key", "proxy")
 
 DEFAULT_STATEFULSET = "postgres"
+
+# What a valid value of a shared option is, beyond its type (checked when it is set). An empty
+# namespace is refused rather than read as the default: it would act on another cluster.
+CONNECTION_CHECKS: dict[str, _inputs.Check] = {
+    "namespace": _inputs.dns_label(63),
+    "statefulset": _inputs.dns_label(63),
+    "label_selector": _inputs.label_set,
+    "container": _inputs.dns_label(63),
+    **{name: _inputs.path for name in ("kubeconfig", "ca_cert", "client_cert", "client_key", "local_runtime_dir")},
+}
 
 CONNECTION_REQUIRED_IF = [("transport", "local", ["local_runtime_dir"])]
 CONNECTION_MUTUALLY_EXCLUSIVE = [("statefulset", "label_selector")]
@@ -71,15 +82,31 @@ def connection_warnings(params: dict[str, Any]) -> list[str]:
     return [f"transport=local ignores {', '.join(ignored)}"]
 
 
-def new_cluster_module(argument_spec: dict[str, Any]) -> AnsibleModule:
+def input_problems(params: dict[str, Any], checks: dict[str, _inputs.Check]) -> list[str]:
+    """One sentence per option set to a value that its check refuses (``option=value what is allowed.``)."""
+    problems = []
+    for name, check in checks.items():
+        value = params.get(name)
+        if value is not None:
+            problem = _inputs.first_problem(name, value, check)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def new_cluster_module(argument_spec: dict[str, Any], checks: dict[str, _inputs.Check] | None = None) -> AnsibleModule:
     """The AnsibleModule of every module of the collection: the shared option rules, check mode,
-    and a warning for each option the chosen transport ignores."""
+    the checks of the shared options and of ``checks`` (the module's own; it fails before any
+    request when one refuses), and a warning for each option the chosen transport ignores."""
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE,
         required_if=CONNECTION_REQUIRED_IF,
         supports_check_mode=True,
     )
+    problems = input_problems(module.params, {**CONNECTION_CHECKS, **(checks or {})})
+    if problems:
+        module.fail_json(msg=" ".join(problems))
     for warning in connection_warnings(module.params):
         module.warn(warning)
     return module

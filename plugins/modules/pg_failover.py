@@ -238,6 +238,7 @@ notes:
 import time
 from typing import Any
 
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _inputs
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, backend_from_params
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection import (
     connection_argument_spec,
@@ -248,6 +249,14 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._failover impor
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure import Timeouts
 
 POSITIVE_OPTIONS = ("probes", "exec_timeout", "stop_timeout", "promote_timeout", "rejoin_timeout", "lease_seconds")
+
+# What a valid value of each option is, beyond its type; the shared options are checked too.
+OPTION_CHECKS = {
+    **{name: _inputs.integer(1) for name in POSITIVE_OPTIONS},
+    "confirm_seconds": _inputs.integer(0),
+    "max_lag_bytes": _inputs.integer(0),
+    "candidate": _inputs.pod_name,
+}
 
 
 def argument_spec() -> dict[str, Any]:
@@ -267,17 +276,24 @@ def argument_spec() -> dict[str, Any]:
     return spec
 
 
+def cross_option_problems(params: dict[str, Any]) -> list[str]:
+    """Options that are valid alone but not together."""
+    probes, confirm = params.get("probes", 3), params.get("confirm_seconds", 10)
+    if probes > 1 and confirm == 0:
+        # Probes back to back confirm nothing: a primary that restarts would be taken for lost.
+        return [
+            f"confirm_seconds=0 with probes={probes} asks the primary {probes} times at once, which confirms nothing: "
+            "give confirm_seconds of 1 or more, or probes=1 to probe once."
+        ]
+    return []
+
+
 def main() -> None:
-    module = new_cluster_module(argument_spec())
+    module = new_cluster_module(argument_spec(), OPTION_CHECKS)
     params = module.params
-    for name in POSITIVE_OPTIONS:
-        if params[name] <= 0:
-            module.fail_json(msg=f"{name} must be positive")
-    for name in ("confirm_seconds", "max_lag_bytes"):
-        if params[name] < 0:
-            module.fail_json(msg=f"{name} must not be negative")
-    if params["candidate"] is not None and not params["candidate"].strip():
-        module.fail_json(msg="candidate must name a member pod (or be left out to choose the most advanced standby)")
+    problems = cross_option_problems(params)
+    if problems:
+        module.fail_json(msg=" ".join(problems))
     timeouts = Timeouts(
         exec=float(params["exec_timeout"]),
         stop=float(params["stop_timeout"]),

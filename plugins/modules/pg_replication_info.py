@@ -400,13 +400,23 @@ wait_for:
 
 from typing import Any
 
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _inputs
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, backend_from_params
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection import (
     connection_argument_spec,
+    input_problems,
     new_cluster_module,
     members_from_params,
 )
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._replication import collect, wait_until
+
+
+# What a valid value of each option is, beyond its type; the shared options are checked too.
+OPTION_CHECKS = {"exec_timeout": _inputs.integer(1)}
+WAIT_FOR_CHECKS = {
+    **{f"wait_for.{key}": _inputs.integer(0) for key in ("min_streaming", "min_sync", "max_lag_bytes", "timeout")},
+    "wait_for.interval": _inputs.integer(1),
+}
 
 
 def argument_spec() -> dict[str, Any]:
@@ -428,17 +438,13 @@ def argument_spec() -> dict[str, Any]:
 
 
 def main() -> None:
-    module = new_cluster_module(argument_spec())
+    module = new_cluster_module(argument_spec(), OPTION_CHECKS)
     params = module.params
-    if params["exec_timeout"] <= 0:
-        module.fail_json(msg="exec_timeout must be a positive number of seconds")
     wait_for = params["wait_for"]
     if wait_for is not None:
-        for key in ("min_streaming", "min_sync", "max_lag_bytes", "timeout"):
-            if wait_for.get(key) is not None and wait_for[key] < 0:
-                module.fail_json(msg=f"wait_for.{key} must not be negative")
-        if wait_for["interval"] <= 0:
-            module.fail_json(msg="wait_for.interval must be a positive number of seconds")
+        problems = input_problems({f"wait_for.{key}": value for key, value in wait_for.items()}, WAIT_FOR_CHECKS)
+        if problems:
+            module.fail_json(msg=" ".join(problems))
 
     members = members_from_params(params)
     try:

@@ -230,6 +230,7 @@ notes:
 
 from typing import Any
 
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _inputs
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, backend_from_params
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection import (
     connection_argument_spec,
@@ -240,6 +241,13 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._procedure impo
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._switchover import Switchover, SwitchoverFailed, SwitchoverOptions
 
 TIMEOUT_OPTIONS = ("exec_timeout", "stop_timeout", "replay_timeout", "promote_timeout", "rejoin_timeout", "lease_seconds")
+
+# What a valid value of each option is, beyond its type; the shared options are checked too.
+OPTION_CHECKS = {
+    **{name: _inputs.integer(1) for name in TIMEOUT_OPTIONS},
+    "max_lag_bytes": _inputs.integer(0),
+    "candidate": _inputs.pod_name,
+}
 
 
 def argument_spec() -> dict[str, Any]:
@@ -259,15 +267,8 @@ def argument_spec() -> dict[str, Any]:
 
 
 def main() -> None:
-    module = new_cluster_module(argument_spec())
+    module = new_cluster_module(argument_spec(), OPTION_CHECKS)
     params = module.params
-    for name in TIMEOUT_OPTIONS:
-        if params[name] <= 0:
-            module.fail_json(msg=f"{name} must be a positive number of seconds")
-    if params["max_lag_bytes"] < 0:
-        module.fail_json(msg="max_lag_bytes must not be negative")
-    if params["candidate"] is not None and not params["candidate"].strip():
-        module.fail_json(msg="candidate must name a member pod (or be left out to choose the best synchronous standby)")
 
     timeouts = Timeouts(
         exec=float(params["exec_timeout"]),

@@ -346,7 +346,7 @@ def test_statefulset(manifests: Dict[str, Manifests], scenario: str) -> None:
         assert env["PG_CLUSTER_NAME"]["value"] == name and env["PG_HEADLESS_SERVICE"]["value"] == name
         assert {k: env[k]["valueFrom"]["fieldRef"]["fieldPath"] for k in FIELD_ENV} == FIELD_ENV
         assert env["PG_WAL_SEGMENT_SIZE_MB"]["value"] == str(setting(scenario, "pg_cluster_wal_segment_size_mb"))
-        assert set(env) == set(ENV) | set(FIELD_ENV) | {"PG_CLUSTER_NAME", "PG_HEADLESS_SERVICE", "PG_WAL_SEGMENT_SIZE_MB"}
+        assert set(env) == set(ENV) | set(FIELD_ENV) | {"PG_CLUSTER_NAME", "PG_HEADLESS_SERVICE", "PG_WAL_SEGMENT_SIZE_MB", "PG_MAX_MEMBERS"}
         assert "envFrom" not in container, "passwords come as files only"
         mounts = by_name(container["volumeMounts"])
         assert {k: mounts[k]["mountPath"] for k in MOUNTS} == MOUNTS

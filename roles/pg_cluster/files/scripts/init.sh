@@ -15,9 +15,12 @@ readonly CLONE_RETRY_SECONDS=${PG_CLONE_RETRY_SECONDS:-2}
 # a member already answers (the primary's volume was lost). initdb there would give the cluster an
 # empty primary and the standbys would have to be thrown away to follow it: refuse instead.
 refuse_if_cluster_exists() {
-    local ordinal host pids=() hosts=() index
-    # In parallel: every probe is bounded by its own timeout, and most names do not even resolve.
-    for ordinal in $(seq 0 "${PG_PEER_SCAN_MAX:-15}"); do
+    local ordinal host pids=() hosts=() index max_members=${PG_MAX_MEMBERS:-16}
+    # A number, never an expression: bash arithmetic would run what a crafted value holds.
+    [[ "${max_members}" =~ ^[1-9][0-9]{0,3}$ ]] || die "PG_MAX_MEMBERS=${max_members} is not a member count"
+    # Every ordinal a member can have (PG_MAX_MEMBERS, the role's limit), in parallel: every probe is
+    # bounded by its own timeout, and most names do not even resolve.
+    for ordinal in $(seq 0 $((max_members - 1))); do
         [[ "${PG_CLUSTER_NAME}-${ordinal}" == "${POD_NAME}" ]] && continue
         host=$(member_host "${PG_CLUSTER_NAME}-${ordinal}")
         pg_isready -q -h "${host}" -p "${PGPORT}" -t 2 >/dev/null 2>&1 &

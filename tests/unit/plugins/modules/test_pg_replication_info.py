@@ -101,8 +101,8 @@ def test_wait_for_met(api, run_in_process):
         ({"label_selector": {"app": "none"}}, "no pods found for pods matching app=none in namespace postgres"),
         ({"api_key": "wrong"}, "rejected the credentials (401 Unauthorized)"),
         ({"statefulset": "postgres", "label_selector": {"app": "x"}}, "parameters are mutually exclusive: statefulset|label_selector"),
-        ({"exec_timeout": 0}, "exec_timeout must be a positive number of seconds"),
-        ({"wait_for": {"min_streaming": -1}}, "wait_for.min_streaming must not be negative"),
+        ({"exec_timeout": 0}, "exec_timeout=0 must be a whole number of at least 1."),
+        ({"wait_for": {"min_streaming": -1}}, "wait_for.min_streaming=-1 must be a whole number of at least 0."),
         ({"transport": "local"}, "transport is local but all of the following are missing: local_runtime_dir"),
     ],
 )
