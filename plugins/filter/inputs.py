@@ -43,6 +43,10 @@ def pg_cluster_input_errors(values: Any, max_members: Any) -> List[str]:
     return _role_inputs.role_input_errors(dict(values), limit, _known_timezone())
 
 
+def pg_statefulset_change_errors(rendered: Any, live: Any) -> List[str]:
+    return _role_inputs.statefulset_change_errors(live, rendered)
+
+
 def pg_as_list(value: Any) -> Any:
     return _role_inputs.as_list(value)
 
@@ -51,4 +55,8 @@ class FilterModule:
     """dbonk8s.postgresql filters for the role's inputs."""
 
     def filters(self) -> Dict[str, Callable[..., Any]]:
-        return {"pg_cluster_input_errors": pg_cluster_input_errors, "pg_as_list": pg_as_list}
+        return {
+            "pg_cluster_input_errors": pg_cluster_input_errors,
+            "pg_statefulset_change_errors": pg_statefulset_change_errors,
+            "pg_as_list": pg_as_list,
+        }

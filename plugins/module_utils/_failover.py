@@ -301,14 +301,14 @@ class Failover(Operation):
 
     def run(self, options: FailoverOptions, check_mode: bool = False) -> dict[str, Any]:
         started = self.clock()
-        plan = [{"step": name, "description": text} for name, text in STEPS]
-        result: dict[str, Any] = {"changed": False, "steps": self.steps.done, "notes": self.notes, "plan": plan}
+        result: dict[str, Any] = {"changed": False, "steps": self.steps.done, "notes": self.notes, "plan": self.plan(STEPS)}
         probe_timeout = min(self.timeouts.exec, PROBE_TIMEOUT)
         # The confirmation window starts with this first look, which is its first probe.
         observed_at = self.clock()
         pods, statefulset = self.backend.find_members(self.members)
         name = cluster_name(self.members, pods)
         self.bind(name)
+        result["plan"] = self.plan(STEPS)
         rendered = rendered_settings(self.backend, name)
         present = {pod["metadata"]["name"] for pod in pods}
         first = self._ask(membership_of(self.members, statefulset, pods, rendered, []).names, present, probe_timeout)

@@ -621,6 +621,11 @@ class Operation:
         self.bind(state["cluster"]["name"])
         return state
 
+    def plan(self, steps: list[tuple[str, str]]) -> list[dict[str, str]]:
+        """The steps of this operation, with the cluster's own object names in place of ``<name>``."""
+        name = self.cluster_name or "<name>"
+        return [{"step": step, "description": text.replace("<name>", name)} for step, text in steps]
+
     def bind(self, cluster_name: str) -> None:
         """The cluster this run operates, once known (its record is ConfigMap ``<name>-primary``)."""
         if self.cluster_name is None:

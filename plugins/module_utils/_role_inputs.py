@@ -218,3 +218,53 @@ def _truthy(value: Any) -> bool:
         return boolean(value, strict=True)
     except TypeError:
         return False
+
+
+# Fields of a StatefulSet's spec that the API refuses to change (all but replicas, ordinals,
+# template, updateStrategy, minReadySeconds and the claim retention policy), with the variable that sets each.
+_FIXED_STATEFULSET_FIELDS = (("serviceName", "pg_cluster_name"), ("podManagementPolicy", None))
+_CLAIM_FIELDS = (("storageClassName", "pg_cluster_storage_class"), ("accessModes", None))
+
+
+def statefulset_change_errors(live: Any, rendered: Any) -> list[str]:
+    """What in ``rendered`` the API would refuse as an update of the ``live`` StatefulSet, one sentence each.
+
+    Nothing when there is no live StatefulSet yet. Quantities compare by value (10Gi equals 10240Mi).
+    """
+    if not isinstance(live, dict) or not live.get("spec") or not isinstance(rendered, dict):
+        return []
+    where = f"StatefulSet {live.get('metadata', {}).get('namespace', '')}/{live.get('metadata', {}).get('name', '')}"
+    problems = []
+    live_spec, new_spec = live["spec"], rendered.get("spec") or {}
+    for field, variable in _FIXED_STATEFULSET_FIELDS:
+        if live_spec.get(field) != new_spec.get(field):
+            problems.append(f"{variable or field} would change {field} of {where} from {live_spec.get(field)!r} to {new_spec.get(field)!r}, which Kubernetes does not allow.")
+    live_claims = {claim.get("metadata", {}).get("name"): claim.get("spec") or {} for claim in live_spec.get("volumeClaimTemplates") or []}
+    for claim in new_spec.get("volumeClaimTemplates") or []:
+        name = claim.get("metadata", {}).get("name")
+        old, new = live_claims.get(name), claim.get("spec") or {}
+        if old is None:
+            problems.append(f"{where} has no volume claim template {name}: its claim templates cannot be changed; delete the StatefulSet (keeping the volumes) to change them.")
+            continue
+        for field, variable in _CLAIM_FIELDS:
+            if (old.get(field) or None) != (new.get(field) or None):
+                problems.append(
+                    f"{variable or field}={new.get(field) or ''!r} differs from {old.get(field) or ''!r}, the {field} of volume {name} of {where}: "
+                    f"Kubernetes does not allow changing it; keep {old.get(field) or ''!r}."
+                )
+        old_size = ((old.get("resources") or {}).get("requests") or {}).get("storage")
+        new_size = ((new.get("resources") or {}).get("requests") or {}).get("storage")
+        if not _same_quantity(old_size, new_size):
+            variable = "pg_cluster_storage_size" if name == "pgdata" else "the size"
+            problems.append(
+                f"{variable}={new_size} differs from {old_size}, the size of volume {name} of {where}: Kubernetes does not allow changing "
+                f"a StatefulSet's claim templates and this collection does not expand volumes yet; keep {old_size}."
+            )
+    return problems
+
+
+def _same_quantity(first: Any, second: Any) -> bool:
+    try:
+        return _inputs.parse_quantity(first) == _inputs.parse_quantity(second)
+    except ValueError:
+        return first == second

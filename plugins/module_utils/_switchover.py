@@ -199,7 +199,7 @@ class Switchover(Operation):
             previous_primary=check.primary,
             candidate=check.candidate,
             findings=check.findings,
-            plan=[{"step": name, "description": text} for name, text in STEPS],
+            plan=self.plan(STEPS),
         )
         if check.done:
             primary = check.candidate or ""

@@ -23,7 +23,7 @@ import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 from ansible_collections.dbonk8s.postgresql.plugins.filter.inputs import pg_cluster_input_errors
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _inputs
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _inputs, _role_inputs
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection import CONNECTION_CHECKS, input_problems
 from ansible_collections.dbonk8s.postgresql.plugins.modules import pg_failover, pg_replication_info, pg_switchover
 
@@ -327,3 +327,45 @@ def test_a_time_zone_is_checked_only_for_its_form_without_a_database() -> None:
     assert _inputs.timezone("Mars/Olympus", known=None) is None
     assert _inputs.timezone("Mars/Olympus", known=lambda name: False) is not None
     assert _inputs.timezone("Mars'x", known=None) is not None
+
+
+# --- changes the API refuses on a running StatefulSet -------------------------------------------
+
+
+def statefulset(size: str = "10Gi", storage_class: str | None = None, service: str = "postgres") -> dict:
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage_class is not None:
+        spec["storageClassName"] = storage_class
+    return {
+        "kind": "StatefulSet",
+        "metadata": {"name": "postgres", "namespace": "postgres"},
+        "spec": {"serviceName": service, "podManagementPolicy": "OrderedReady", "replicas": 3, "volumeClaimTemplates": [{"metadata": {"name": "pgdata"}, "spec": spec}]},
+    }
+
+
+@pytest.mark.parametrize(
+    "live, rendered",
+    [
+        ({}, statefulset()),
+        (statefulset(), statefulset()),
+        (statefulset("10Gi"), statefulset("10240Mi")),
+        (statefulset(storage_class="fast"), statefulset(storage_class="fast")),
+        (statefulset(), dict(statefulset(), spec=dict(statefulset()["spec"], replicas=5))),
+    ],
+)
+def test_allowed_statefulset_updates_pass(live: dict, rendered: dict) -> None:
+    assert _role_inputs.statefulset_change_errors(live, rendered) == []
+
+
+@pytest.mark.parametrize(
+    "live, rendered, variable",
+    [
+        (statefulset("10Gi"), statefulset("20Gi"), "pg_cluster_storage_size=20Gi differs from 10Gi"),
+        (statefulset(), statefulset(storage_class="fast"), "pg_cluster_storage_class='fast' differs from ''"),
+        (statefulset(storage_class="fast"), statefulset(storage_class="slow"), "pg_cluster_storage_class='slow' differs from 'fast'"),
+        (statefulset(service="postgres"), statefulset(service="other"), "pg_cluster_name would change serviceName"),
+    ],
+)
+def test_updates_the_api_refuses_are_named(live: dict, rendered: dict, variable: str) -> None:
+    problems = _role_inputs.statefulset_change_errors(live, rendered)
+    assert len(problems) == 1 and variable in problems[0], problems
