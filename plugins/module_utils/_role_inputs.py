@@ -57,7 +57,6 @@ def as_list(value: Any) -> Any:
 
 
 def _checks(max_members: int, known_timezone: Optional[Callable[[str], bool]]) -> dict[str, _inputs.Check]:
-    optional_subdomain = lambda value: None if value == "" else _inputs.dns_subdomain(value)  # noqa: E731
     return {
         "pg_cluster_members": _inputs.integer(1, max_members),
         # The StatefulSet controller adds a 10-character hash to pod labels: 52 leaves room for it.
@@ -68,8 +67,8 @@ def _checks(max_members: int, known_timezone: Optional[Callable[[str], bool]]) -
         "pg_cluster_kubernetes_version": _inputs.kubernetes_version,
         "pg_cluster_image": _inputs.image_reference,
         "pg_cluster_kind_node_image": _inputs.image_reference,
-        "pg_cluster_storage_class": optional_subdomain,
-        "pg_cluster_archive_storage_class": optional_subdomain,
+        "pg_cluster_storage_class": _optional_subdomain,
+        "pg_cluster_archive_storage_class": _optional_subdomain,
         "pg_cluster_storage_size": _positive_quantity,
         "pg_cluster_archive_size": _positive_quantity,
         "pg_cluster_timezone": lambda value: _inputs.timezone(value, known_timezone),
@@ -87,6 +86,11 @@ def _checks(max_members: int, known_timezone: Optional[Callable[[str], bool]]) -
     }
 
 
+def _optional_subdomain(value: Any) -> Optional[str]:
+    """Empty (the cluster's default storage class), or a storage class name."""
+    return None if value == "" else _inputs.dns_subdomain(value)
+
+
 def _positive_quantity(value: Any) -> Optional[str]:
     try:
         return None if _inputs.parse_quantity(value) > 0 else "must be more than zero"
@@ -97,7 +101,10 @@ def _positive_quantity(value: Any) -> Optional[str]:
 def _resources_problems(resources: Any) -> Iterable[str]:
     name = "pg_cluster_resources"
     if not isinstance(resources, dict):
-        yield f"{name} must be a mapping with requests and limits, such as {{requests: {{cpu: 500m, memory: 1Gi}}}}; on the command line give it as JSON: -e '{{\"{name}\": {{...}}}}'."
+        yield (
+            f"{name} must be a mapping with requests and limits, such as {{requests: {{cpu: 500m, memory: 1Gi}}}}; "
+            f"on the command line give it as JSON: -e '{{\"{name}\": {{...}}}}'."
+        )
         return
     unknown = sorted(str(key) for key in resources if key not in RESOURCE_SECTIONS)
     if unknown:
@@ -129,7 +136,10 @@ def _resources_problems(resources: Any) -> Iterable[str]:
 def _parameters_problems(parameters: Any) -> Iterable[str]:
     name = "pg_cluster_postgresql_parameters"
     if not isinstance(parameters, dict):
-        yield f"{name} must be a mapping of setting names to values, such as {{work_mem: 64MB}}; on the command line give it as JSON: -e '{{\"{name}\": {{\"work_mem\": \"64MB\"}}}}'."
+        yield (
+            f"{name} must be a mapping of setting names to values, such as {{work_mem: 64MB}}; "
+            f"on the command line give it as JSON: -e '{{\"{name}\": {{\"work_mem\": \"64MB\"}}}}'."
+        )
         return
     for setting, value in parameters.items():
         problem = _inputs.first_problem(f"{name} key {setting!r}", setting, _inputs.setting_name)
@@ -193,10 +203,7 @@ def _cross_problems(values: dict[str, Any]) -> Iterable[str]:
             )
     workers = _inputs.as_integer(values.get("pg_cluster_kind_workers"))
     if values.get("pg_cluster_spread") == "required" and values.get("pg_cluster_target") == "kind" and None not in (workers, members) and workers < members:
-        yield (
-            f"pg_cluster_spread=required needs one kind worker per member: pg_cluster_kind_workers={workers} "
-            f"is less than pg_cluster_members={members}."
-        )
+        yield (f"pg_cluster_spread=required needs one kind worker per member: pg_cluster_kind_workers={workers} " f"is less than pg_cluster_members={members}.")
     if values.get("pg_cluster_archive_mode") == "host_path" and values.get("pg_cluster_target") not in (None, "kind"):
         yield (
             "pg_cluster_archive_mode=host_path only works on kind (every node mounts the same host directory); "
@@ -206,10 +213,7 @@ def _cross_problems(values: dict[str, Any]) -> Iterable[str]:
     if superuser is not None and superuser == replication_user:
         yield "pg_cluster_replication_user must differ from pg_cluster_superuser (a dedicated replication role)."
     if _truthy(values.get("pg_cluster_delete_kind_cluster")) and not _truthy(values.get("pg_cluster_delete_volumes")):
-        yield (
-            "pg_cluster_delete_kind_cluster=true deletes the data volumes too: set pg_cluster_delete_volumes=true "
-            "as well to confirm."
-        )
+        yield ("pg_cluster_delete_kind_cluster=true deletes the data volumes too: set pg_cluster_delete_volumes=true " "as well to confirm.")
 
 
 def _truthy(value: Any) -> bool:
@@ -238,13 +242,19 @@ def statefulset_change_errors(live: Any, rendered: Any) -> list[str]:
     live_spec, new_spec = live["spec"], rendered.get("spec") or {}
     for field, variable in _FIXED_STATEFULSET_FIELDS:
         if live_spec.get(field) != new_spec.get(field):
-            problems.append(f"{variable or field} would change {field} of {where} from {live_spec.get(field)!r} to {new_spec.get(field)!r}, which Kubernetes does not allow.")
+            problems.append(
+                f"{variable or field} would change {field} of {where} from {live_spec.get(field)!r} to {new_spec.get(field)!r}, "
+                "which Kubernetes does not allow."
+            )
     live_claims = {claim.get("metadata", {}).get("name"): claim.get("spec") or {} for claim in live_spec.get("volumeClaimTemplates") or []}
     for claim in new_spec.get("volumeClaimTemplates") or []:
         name = claim.get("metadata", {}).get("name")
         old, new = live_claims.get(name), claim.get("spec") or {}
         if old is None:
-            problems.append(f"{where} has no volume claim template {name}: its claim templates cannot be changed; delete the StatefulSet (keeping the volumes) to change them.")
+            problems.append(
+                f"{where} has no volume claim template {name}: its claim templates cannot be changed; "
+                "delete the StatefulSet (keeping the volumes) to change them."
+            )
             continue
         for field, variable in _CLAIM_FIELDS:
             if (old.get(field) or None) != (new.get(field) or None):

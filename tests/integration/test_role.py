@@ -279,3 +279,82 @@ def test_site_without_container_engine_stops_with_one_sentence(tmp_path: Path) -
     assert "Traceback" not in run.output
     # Stopped before any download or kind config.
     assert not (tmp_path / ".local").exists()
+
+
+# Values that used to be accepted and failed later (in the pod, at initdb, at the API): all refused
+# together by the preflight, each in a sentence naming its variable, before anything is written.
+LATE_FAILURES = {
+    "pg_cluster_replication_user": "pg_repl",
+    "pg_cluster_superuser": "all",
+    "pg_cluster_timezone": "Mars/Olympus",
+    "pg_cluster_members": "100000",
+    "pg_cluster_kubernetes_version": "1.20.0",
+    "pg_cluster_storage_class": "Fast_SSD",
+    "pg_cluster_image": "postgres 15",
+    "pg_cluster_resources": {"requests": {"cpu": "4", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+    "pg_cluster_client_pod_labels": [{"app": "web,role!=x"}],
+    "pg_cluster_postgresql_parameters": {"synchronous_standby_names": ""},
+}
+
+
+def test_values_that_would_fail_later_are_refused_together_before_any_change(tmp_path: Path, tripwire: Path) -> None:
+    manifest_dir = tmp_path / "manifests"
+    run = render(manifest_dir, "-e", json.dumps(LATE_FAILURES), home=tmp_path, tripwire=tripwire)
+
+    assert run.rc != 0
+    message = error_message(run.output)
+    assert [name for name in LATE_FAILURES if name not in message] == [], message
+    assert "Traceback" not in run.output and "list index out of range" not in run.output
+    assert not manifest_dir.exists()
+    assert not (tripwire / "calls.log").exists()
+
+
+def test_a_dict_given_as_a_string_is_refused_with_the_way_to_give_it(tmp_path: Path) -> None:
+    run = render(tmp_path / "manifests", "-e", "pg_cluster_postgresql_parameters=work_mem=64MB", home=tmp_path)
+
+    assert run.rc != 0
+    assert "pg_cluster_postgresql_parameters must be a mapping" in error_message(run.output), run.output
+    assert "has no attribute" not in run.output
+
+
+def test_client_cidrs_given_as_one_string_render(tmp_path: Path, tripwire: Path) -> None:
+    manifest_dir = tmp_path / "manifests"
+    run = render(manifest_dir, "-e", "pg_cluster_client_cidrs=192.0.2.0/24,198.51.100.0/24", home=tmp_path, tripwire=tripwire)
+
+    assert run.rc == 0, run.output
+    (policy,) = documents(manifest_dir / "60-networkpolicy.yaml")
+    cidrs = [peer["ipBlock"]["cidr"] for rule in policy["spec"]["ingress"] for peer in rule["from"] if "ipBlock" in peer]
+    assert cidrs == ["192.0.2.0/24", "198.51.100.0/24"]
+
+
+def test_destroy_without_the_kind_cluster_says_so_and_removes_nothing(tmp_path: Path, tripwire: Path) -> None:
+    run = playbook("-e", "pg_cluster_kind_name=no-such-cluster", home=tmp_path, playbook_file="playbooks/destroy.yml")
+
+    assert run.rc != 0
+    assert "There is no kind cluster named no-such-cluster" in error_message(run.output), run.output
+    assert "nothing was removed" in error_message(run.output)
+
+
+def test_destroy_without_a_kubeconfig_names_the_variable(tmp_path: Path) -> None:
+    run = playbook("-e", "pg_cluster_target=existing", home=tmp_path, playbook_file="playbooks/destroy.yml")
+
+    assert run.rc != 0
+    message = error_message(run.output)
+    assert f"pg_cluster_kubeconfig={tmp_path}/.kube/config does not exist" in message, run.output
+    assert "remote_src" not in run.output
+
+
+@pytest.mark.parametrize(
+    ("playbook_file", "variable", "value"),
+    [
+        ("playbooks/status.yml", "pg_status_min_streaming", "abc"),
+        ("playbooks/status.yml", "pg_status_fail_unhealthy", "maybe"),
+        ("playbooks/switchover.yml", "pg_switchover_max_lag_bytes", "abc"),
+        ("playbooks/failover.yml", "pg_failover_force", "perhaps"),
+    ],
+)
+def test_playbook_variables_are_not_coerced(playbook_file: str, variable: str, value: str, tmp_path: Path) -> None:
+    run = playbook("-e", f"{variable}={value}", home=tmp_path, playbook_file=playbook_file)
+
+    assert run.rc != 0
+    assert f"argument '{variable}' is of type" in error_message(run.output), run.output

@@ -76,6 +76,31 @@ def pods(state_dir: str) -> list[dict]:
     )
 
 
+def max_members() -> int:
+    """The role's largest member count (roles/pg_cluster/vars/main.yml), which this runtime scales to at most."""
+    import yaml  # pylint: disable=import-outside-toplevel
+
+    role_vars = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "roles", "pg_cluster", "vars", "main.yml")
+    with open(role_vars, encoding="utf-8") as handle:
+        return int(yaml.safe_load(handle)["__pg_cluster_max_members"])
+
+
+def observed_pods(state_dir: str) -> list[dict]:
+    """The pods as a client would see them now: with the daemon gone (down --keep, a crash) no
+    container runs, so none is ready and the phase is Unknown, as for pods of a lost node."""
+    current = pods(state_dir)
+    if _daemon_alive(_runtime_info(state_dir)):
+        return current
+    for pod in current:
+        status = pod.setdefault("status", {})
+        status["phase"] = "Unknown"
+        status["conditions"] = [dict(c, status="False") if c.get("type") == "Ready" else c for c in status.get("conditions") or []]
+        for container in status.get("containerStatuses") or []:
+            container["ready"] = False
+            container["state"] = {"waiting": {"reason": "RuntimeStopped"}}
+    return current
+
+
 def is_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (pod.get("status") or {}).get("conditions") or [])
 
@@ -350,7 +375,17 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="localpods", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state-dir", default=os.environ.get("LOCALPODS_STATE_DIR"))
+    # --state-dir is taken after the verb too (`up DIR --state-dir S`), without overriding one given before it.
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--state-dir", default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
+    add_parser = sub.add_parser
+
+    def with_state_dir(name: str, **kwargs):
+        kwargs["parents"] = [where, *kwargs.get("parents", [])]
+        return add_parser(name, **kwargs)
+
+    sub.add_parser = with_state_dir  # type: ignore[method-assign]
     timing = argparse.ArgumentParser(add_help=False)
     timing.add_argument("--probe-period", type=float, default=0.25, help="readiness probe period (the rendered periodSeconds is meant for real clusters)")
     timing.add_argument("--backoff-initial", type=float, default=0.5)
@@ -424,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
             runtime.serve()
             return 0
         if args.command == "status":
-            current = pods(args.state_dir)
+            current = observed_pods(args.state_dir)
             if args.json:
                 print(json.dumps(current, indent=2))
             else:
@@ -449,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
             down(args.state_dir, args.keep)
             return 0
         if args.command == "scale":
+            if not 0 <= args.replicas <= max_members():
+                raise LocalPodsError(f"scale {args.replicas}: the number of members must be from 0 to {max_members()} (the role's limit)")
             info = _runtime_info(args.state_dir)
             _store(args.state_dir).patch_merge("StatefulSet", info["namespace"], info["statefulset"], {"spec": {"replicas": args.replicas}})
             return 0

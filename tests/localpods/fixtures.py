@@ -39,6 +39,12 @@ RENDER_PLAYBOOK = """\
 """
 
 
+# What a DBA sets first, as a vars file has it: every member must run with these.
+TUNED_PARAMETERS = {"work_mem": "64MB", "shared_buffers": "160MB", "jit": False, "random_page_cost": 1.1}
+# The same as SHOW prints them.
+TUNED_PARAMETERS_SHOWN = {"work_mem": "64MB", "shared_buffers": "160MB", "jit": "off", "random_page_cost": "1.1"}
+
+
 def render_manifests(directory: str, extra_vars: dict[str, Any] | None = None) -> str:
     """Runs the role in render-only mode into ``directory``."""
     os.makedirs(directory, exist_ok=True)
@@ -269,7 +275,7 @@ def still_running(processes: set[tuple[int, str]]) -> list[int]:
 def localpods_manifests(tmp_path_factory: pytest.TempPathFactory) -> str:
     if os.environ.get("LOCALPODS_MANIFESTS"):
         return os.path.abspath(os.environ["LOCALPODS_MANIFESTS"])
-    return render_manifests(str(tmp_path_factory.mktemp("localpods") / "manifests"))
+    return render_manifests(str(tmp_path_factory.mktemp("localpods") / "manifests"), {"pg_cluster_postgresql_parameters": TUNED_PARAMETERS})
 
 
 @pytest.fixture

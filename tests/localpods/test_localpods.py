@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.localpods import cli
-from tests.localpods.fixtures import CLI, LocalPods, _down_all, eventually, still_running
+from tests.localpods.fixtures import CLI, TUNED_PARAMETERS_SHOWN, LocalPods, _down_all, eventually, still_running
 from tests.localpods.freezer import CHOICE_VARIABLE, cgroup_mounts
 
 PRIMARY = "postgres-0"
@@ -58,6 +58,11 @@ def test_members_up_with_synchronous_streaming(localpods_cluster: LocalPods) -> 
     primary_ip = cluster.pod(PRIMARY)["status"]["podIP"]
     for name in ("postgres-0.postgres", "postgres-0.postgres.postgres.svc.cluster.local"):
         assert cluster.exec("postgres-2", "getent", "hosts", name).stdout.split()[0] == primary_ip
+
+
+def test_every_member_runs_with_the_postgresql_parameters_given(localpods_cluster: LocalPods) -> None:
+    shown = {pod: {name: localpods_cluster.psql(pod, f"SHOW {name}") for name in TUNED_PARAMETERS_SHOWN} for pod in [PRIMARY, *STANDBYS]}
+    assert shown == {pod: TUNED_PARAMETERS_SHOWN for pod in [PRIMARY, *STANDBYS]}
 
 
 def test_row_written_on_primary_is_read_on_both_standbys(localpods_cluster: LocalPods) -> None:
@@ -628,3 +633,28 @@ def test_freeze_fails_clearly_without_a_cgroup_freezer(localpods_factory, localp
     assert refused.stderr == f"localpods: cannot freeze pod postgres-0: this machine offers no usable cgroup freezer ({CHOICE_VARIABLE}=none)\n"
     assert runtime.cli("thaw", "postgres-0").stdout == ""
     assert runtime.exec("postgres-0", "sh", "-c", "exit 3", check=False).returncode == 3
+
+
+def test_cli_takes_the_state_dir_after_the_verb_refuses_bad_scales_and_shows_a_stopped_runtime(localpods_factory, localpods_manifests: str, tmp_path) -> None:
+    manifests = toy_manifests(localpods_manifests, str(tmp_path / "manifests"), init=["true"], main=["sh", "-c", "sleep infinity & wait"])
+    runtime = localpods_factory(manifests, replicas=1)
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, CLI, *argv], capture_output=True, text=True, check=False)
+
+    after = run("status", "--state-dir", runtime.state_dir)
+    assert after.returncode == 0, after.stderr
+    assert [line.split()[:3] for line in after.stdout.splitlines()[1:]] == [["postgres-0", "1/1", "Running"]]
+    for replicas in ("-1", str(cli.max_members() + 1)):
+        refused = run("--state-dir", runtime.state_dir, "scale", "--", replicas)
+        assert refused.returncode == 1 and f"from 0 to {cli.max_members()}" in refused.stderr, refused.stderr
+    assert run("--state-dir", runtime.state_dir, "status").stdout == after.stdout, "a refused scale changes nothing"
+    accepted = run("scale", "1", "--state-dir", runtime.state_dir)
+    assert accepted.returncode == 0, accepted.stderr
+
+    cli.down(runtime.state_dir, keep=True)
+    runtime.up = False
+    stopped = run("--state-dir", runtime.state_dir, "status")
+    assert stopped.returncode == 0, stopped.stderr
+    assert [line.split()[:3] for line in stopped.stdout.splitlines()[1:]] == [["postgres-0", "0/1", "RuntimeStopped"]]
+    cli.down(runtime.state_dir)

@@ -84,11 +84,17 @@ ROLE_CASES: dict[str, tuple[list, list]] = {
     "pg_cluster_image_pull_policy": (["Always", "IfNotPresent", "Never"], ["always", "Sometimes"]),
     "pg_cluster_storage_class": (["", "standard", "fast.ssd-1"], ["Fast_SSD", "fast ssd", "-fast"]),
     "pg_cluster_storage_size": (["10Gi", "500M", "1e9", "1.5Ti"], ["10 GB", "lots", "0", "-1Gi", "10gi"]),
-    "pg_cluster_timezone": (["Asia/Tokyo", "UTC", "Etc/GMT-9", "JST-9", "EST5EDT,M3.2.0,M11.1.0", "<+09>-9"], ["Mars/Olympus", "Asia\\Tokyo", "UTC'\nlog_directory = '/tmp", ""]),
+    "pg_cluster_timezone": (
+        ["Asia/Tokyo", "UTC", "Etc/GMT-9", "JST-9", "EST5EDT,M3.2.0,M11.1.0", "<+09>-9"],
+        ["Mars/Olympus", "Asia\\Tokyo", "UTC'\nlog_directory = '/tmp", ""],
+    ),
     "pg_cluster_wal_segment_size_mb": ([4, "16", 1024], [3, 2048, "four"]),
     "pg_cluster_sync_mode": (["any", "first", "off"], ["all", ""]),
     "pg_cluster_sync_count": ([1, "2", case(5, pg_cluster_sync_mode="off")], [0, 3, "abc"]),
-    "pg_cluster_archive_mode": (["host_path", "none", "pvc", case("none", pg_cluster_target="existing")], ["s3", case("host_path", pg_cluster_target="existing")]),
+    "pg_cluster_archive_mode": (
+        ["host_path", "none", "pvc", case("none", pg_cluster_target="existing")],
+        ["s3", case("host_path", pg_cluster_target="existing")],
+    ),
     "pg_cluster_archive_storage_class": (["", "nfs-client"], ["NFS"]),
     "pg_cluster_archive_size": (["20Gi", "1"], ["20 Gi", "0"]),
     "pg_cluster_archive_node_path": (["/var/local/dbonk8s/wal-archive"], ["", "var/local"]),
@@ -145,7 +151,10 @@ ROLE_CASES: dict[str, tuple[list, list]] = {
         [[], [{"app.kubernetes.io/name": "web", "role": "client"}]],
         [[{"app": "web,role!=x"}], [{"": "web"}], [{"example.com/": "x"}]],
     ),
-    "pg_cluster_spread": (["preferred", "required", case("required", pg_cluster_members=3, pg_cluster_kind_workers=3)], ["always", case("required", pg_cluster_kind_workers=2)]),
+    "pg_cluster_spread": (
+        ["preferred", "required", case("required", pg_cluster_members=3, pg_cluster_kind_workers=3)],
+        ["always", case("required", pg_cluster_kind_workers=2)],
+    ),
     "pg_cluster_wait_timeout": ([600, "1"], [0, "ten"]),
     "pg_cluster_delete_volumes": ([True, "no"], ["maybe"]),
     "pg_cluster_delete_kind_cluster": ([False, case(True, pg_cluster_delete_volumes=True), case("yes", pg_cluster_delete_volumes="true")], ["maybe", True]),
@@ -192,9 +201,7 @@ def preflight_checked(name: str) -> bool:
 
 
 def test_every_checked_role_variable_has_a_passing_and_a_failing_case() -> None:
-    checked = [
-        name for name, spec in ROLE_SPEC.items() if spec.get("choices") or spec.get("type", "str") != "str" or preflight_checked(name)
-    ]
+    checked = [name for name, spec in ROLE_SPEC.items() if spec.get("choices") or spec.get("type", "str") != "str" or preflight_checked(name)]
     assert len(checked) > 30
     missing = [name for name in checked if not (ROLE_CASES.get(name, ([], []))[0] and ROLE_CASES.get(name, ([], []))[1])]
     assert missing == []
@@ -226,7 +233,10 @@ CONNECTION_CASES: dict[str, tuple[list, list]] = {
     "local_runtime_dir": (["/tmp/runtime"], [""]),
     "namespace": (["postgres", "team-a"], ["", "Postgres", "a" * 64, "ns;rm"]),
     "statefulset": (["postgres", "pg-main"], ["", "Postgres", "pg_main"]),
-    "label_selector": ([{"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": "postgres"}, "app=postgres"], [{"app": "postgres,role!=x"}, {"app in (a)": "x"}, "app"]),
+    "label_selector": (
+        [{"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": "postgres"}, "app=postgres"],
+        [{"app": "postgres,role!=x"}, {"app in (a)": "x"}, "app"],
+    ),
     "container": (["postgres"], ["", "Postgres"]),
 }
 
@@ -296,11 +306,7 @@ def test_module_option(module_name: str, name: str, value: Any, accepted: bool) 
 def test_every_checked_module_option_has_a_passing_and_a_failing_case(module_name: str) -> None:
     module = MODULES[module_name]
     checks = {**CONNECTION_CHECKS, **getattr(module, "OPTION_CHECKS", {})}
-    checked = [
-        name
-        for name, spec in module.argument_spec().items()
-        if spec.get("choices") or spec.get("type", "str") != "str" or name in checks
-    ]
+    checked = [name for name, spec in module.argument_spec().items() if spec.get("choices") or spec.get("type", "str") != "str" or name in checks]
     cases = {**CONNECTION_CASES, **MODULE_CASES[module_name]}
     missing = [name for name in checked if not (cases.get(name, ([], []))[0] and cases.get(name, ([], []))[1])]
     assert missing == []
@@ -339,7 +345,12 @@ def statefulset(size: str = "10Gi", storage_class: str | None = None, service: s
     return {
         "kind": "StatefulSet",
         "metadata": {"name": "postgres", "namespace": "postgres"},
-        "spec": {"serviceName": service, "podManagementPolicy": "OrderedReady", "replicas": 3, "volumeClaimTemplates": [{"metadata": {"name": "pgdata"}, "spec": spec}]},
+        "spec": {
+            "serviceName": service,
+            "podManagementPolicy": "OrderedReady",
+            "replicas": 3,
+            "volumeClaimTemplates": [{"metadata": {"name": "pgdata"}, "spec": spec}],
+        },
     }
 
 
