@@ -122,8 +122,10 @@ def test_replay_delay_does_not_grow_on_an_idle_primary(tmp_path, cluster):
         assert cluster.psql(name, "SELECT to_json(pg_last_xact_replay_timestamp()) #>> '{}'") == standby["last_replay_timestamp"]
 
 
-def test_status_playbook_on_the_local_runtime(cluster):
-    """playbooks/status.yml with the local transport prints the summary table."""
+@pytest.mark.parametrize("config", ["repository", "none"])
+def test_status_playbook_on_the_local_runtime(cluster, config, tmp_path):
+    """playbooks/status.yml with the local transport prints the summary table, one line per line,
+    with this repository's ansible.cfg and with Ansible's defaults (an installed collection)."""
     command = [
         ansible_playbook(),
         os.path.join(REPO, "playbooks", "status.yml"),
@@ -136,7 +138,9 @@ def test_status_playbook_on_the_local_runtime(cluster):
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
     assert "Traceback" not in output
-    printed = [line.strip() for line in completed.stdout.splitlines()]
+    # One summary line per printed line (a list, whatever the callback), not one string full of \n.
+    printed = [line.strip().removeprefix("- ").strip("'\"") for line in completed.stdout.splitlines()]
+    assert "\\n" not in completed.stdout
     assert any(line.startswith("| postgres-0 ") and "| Primary " in line for line in printed), completed.stdout
     assert any(line.startswith("| postgres-1 ") and "| Standby " in line for line in printed), completed.stdout
     assert any(line.startswith("primary: postgres-0, streaming standbys: 2,") for line in printed), completed.stdout

@@ -245,7 +245,11 @@ def test_playbooks_in_check_mode_print_the_plan_and_change_nothing(tmp_path, clu
         assert completed.returncode == 0 and "Traceback" not in output, output
         printed[name] = output
     assert "primary: postgres-0 -> postgres-2" in printed["switchover"] and "check mode" in printed["switchover"], printed["switchover"]
-    assert "primary: postgres-0 -> postgres-0" in printed["failover"], printed["failover"]
+    assert "nothing to fail over: postgres-0 is running as primary" in printed["failover"], printed["failover"]
+    assert "-> postgres-0" not in printed["failover"]
+    # The plan, with the cluster's own object names, without -v.
+    assert "record: ConfigMap postgres-primary names the candidate" in printed["switchover"], printed["switchover"]
+    assert "<name>" not in printed["switchover"] + printed["failover"]
     assert pods.primaries() == ["postgres-0"]
     assert pods.record() == record
 
