@@ -98,13 +98,15 @@ def _positive_quantity(value: Any) -> Optional[str]:
         return "is not a Kubernetes quantity such as 10Gi"
 
 
+def _not_given_as_mapping(name: str, what: str, json_example: str) -> str:
+    """A mapping variable given as something else (often a string, from -e name=value): how to give it."""
+    return f"{name} must be {what}; on the command line give it as JSON: -e '{{\"{name}\": {json_example}}}'."
+
+
 def _resources_problems(resources: Any) -> Iterable[str]:
     name = "pg_cluster_resources"
     if not isinstance(resources, dict):
-        yield (
-            f"{name} must be a mapping with requests and limits, such as {{requests: {{cpu: 500m, memory: 1Gi}}}}; "
-            f"on the command line give it as JSON: -e '{{\"{name}\": {{...}}}}'."
-        )
+        yield _not_given_as_mapping(name, "a mapping with requests and limits, such as {requests: {cpu: 500m, memory: 1Gi}}", "{...}")
         return
     unknown = sorted(str(key) for key in resources if key not in RESOURCE_SECTIONS)
     if unknown:
@@ -136,10 +138,7 @@ def _resources_problems(resources: Any) -> Iterable[str]:
 def _parameters_problems(parameters: Any) -> Iterable[str]:
     name = "pg_cluster_postgresql_parameters"
     if not isinstance(parameters, dict):
-        yield (
-            f"{name} must be a mapping of setting names to values, such as {{work_mem: 64MB}}; "
-            f"on the command line give it as JSON: -e '{{\"{name}\": {{\"work_mem\": \"64MB\"}}}}'."
-        )
+        yield _not_given_as_mapping(name, "a mapping of setting names to values, such as {work_mem: 64MB}", '{"work_mem": "64MB"}')
         return
     for setting, value in parameters.items():
         problem = _inputs.first_problem(f"{name} key {setting!r}", setting, _inputs.setting_name)
