@@ -2,7 +2,15 @@
 """Command line of the local pod runtime.
 
 cli.py up MANIFEST_DIR [--state-dir DIR] [--replicas N]   start the daemon, wait until healthy
+cli.py up [--empty] [--state-dir DIR]                     start a daemon with an empty store
 cli.py --state-dir DIR status|wait|exec|logs|stop|start|kill|freeze|thaw|delete-pod|delete-volume|scale|down
+
+``up MANIFEST_DIR`` imports the render directory into the store and waits until the pods of its
+(first) StatefulSet are ready; ``runtime.json`` names that StatefulSet and its namespace. ``up`` without
+a directory (or with ``--empty``) starts the runtime with nothing in its store: its controllers wait
+for objects, and every StatefulSet created in the store later (any namespace, by the modules, a test or
+an API server) gets its pods. The verbs that name a pod or a StatefulSet act on runtime.json's
+namespace and StatefulSet unless given ``--namespace`` (and ``--statefulset``).
 """
 
 from __future__ import annotations
@@ -39,6 +47,15 @@ def _runtime_info(state_dir: str) -> dict:
 
 
 def request(state_dir: str, op: str, timeout: float = 300, **args) -> dict:
+    response = exchange(state_dir, op, timeout, **args)
+    if not response.get("ok"):
+        raise LocalPodsError(response.get("error", "failed"))
+    return response
+
+
+def exchange(state_dir: str, op: str, timeout: float = 300, **args) -> dict:
+    """One request to the daemon and its answer, ``ok`` false included (with ``error``, and ``status``
+    for a pod or container that cannot serve it)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -54,10 +71,7 @@ def request(state_dir: str, op: str, timeout: float = 300, **args) -> dict:
         raise LocalPodsError(f"the runtime daemon of {state_dir} does not answer: {error}") from None
     finally:
         sock.close()
-    response = json.loads(data or b'{"ok": false, "error": "no answer"}')
-    if not response.get("ok"):
-        raise LocalPodsError(response.get("error", "failed"))
-    return response
+    return json.loads(data or b'{"ok": false, "error": "no answer"}')
 
 
 def _store(state_dir: str):
@@ -67,13 +81,44 @@ def _store(state_dir: str):
     return LocalApiStore(os.path.join(state_dir, "api"))
 
 
-def pods(state_dir: str) -> list[dict]:
+def pods(state_dir: str, namespace: str | None = None, statefulset: str | None = None) -> list[dict]:
+    """The Pod objects of a StatefulSet (runtime.json's, unless given), by ordinal; every Pod object of
+    the namespace when there is no StatefulSet to go by (an empty runtime)."""
     info = _runtime_info(state_dir)
-    store = _store(state_dir)
-    prefix = info["statefulset"] + "-"
-    return sorted(
-        (p for p in store.list("Pod", info["namespace"]) if p["metadata"]["name"].startswith(prefix)), key=lambda p: int(p["metadata"]["name"][len(prefix) :])
-    )
+    namespace = namespace or info["namespace"]
+    if statefulset is None and namespace == info["namespace"]:
+        statefulset = info.get("statefulset")
+    found = _store(state_dir).list("Pod", namespace)
+    if not statefulset:
+        return sorted(found, key=lambda p: _name_and_ordinal(p["metadata"]["name"]))
+    prefix = statefulset + "-"
+    return sorted((p for p in found if _ordinal(p["metadata"]["name"], prefix) is not None), key=lambda p: _ordinal(p["metadata"]["name"], prefix))
+
+
+def _ordinal(pod_name: str, prefix: str) -> int | None:
+    suffix = pod_name[len(prefix) :]
+    return int(suffix) if pod_name.startswith(prefix) and suffix.isdigit() else None
+
+
+def _name_and_ordinal(pod_name: str) -> tuple[str, int]:
+    base, _dash, suffix = pod_name.rpartition("-")
+    return (base, int(suffix)) if base and suffix.isdigit() else (pod_name, -1)
+
+
+def pod_dirs(state_dir: str) -> list[str]:
+    """The directory of every pod of the runtime, in every namespace (see runtime.py)."""
+    roots = [os.path.join(state_dir, "pods")]
+    namespaces = os.path.join(state_dir, "namespaces")
+    if os.path.isdir(namespaces):
+        roots += [os.path.join(namespaces, namespace, "pods") for namespace in sorted(os.listdir(namespaces))]
+    return [os.path.join(root, pod) for root in roots if os.path.isdir(root) for pod in sorted(os.listdir(root))]
+
+
+def pod_dir(state_dir: str, pod: str, namespace: str | None = None) -> str:
+    """Where the runtime keeps pod ``pod`` of ``namespace`` (runtime.json's namespace by default)."""
+    if namespace is None or namespace == _runtime_info(state_dir)["namespace"]:
+        return os.path.join(state_dir, "pods", pod)
+    return os.path.join(state_dir, "namespaces", namespace, "pods", pod)
 
 
 def max_members() -> int:
@@ -85,10 +130,10 @@ def max_members() -> int:
         return int(yaml.safe_load(handle)["__pg_cluster_max_members"])
 
 
-def observed_pods(state_dir: str) -> list[dict]:
+def observed_pods(state_dir: str, namespace: str | None = None, statefulset: str | None = None) -> list[dict]:
     """The pods as a client would see them now: with the daemon gone (down --keep, a crash) no
     container runs, so none is ready and the phase is Unknown, as for pods of a lost node."""
-    current = pods(state_dir)
+    current = pods(state_dir, namespace, statefulset)
     if _daemon_alive(_runtime_info(state_dir)):
         return current
     for pod in current:
@@ -105,15 +150,23 @@ def is_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def wait_ready(state_dir: str, count: int | None = None, timeout: float = 120) -> None:
+def wait_ready(state_dir: str, count: int | None = None, timeout: float = 120, namespace: str | None = None, statefulset: str | None = None) -> None:
+    """Waits until the StatefulSet (runtime.json's unless given) has ``count`` pods (its replicas by
+    default), all ready."""
     info = _runtime_info(state_dir)
     store = _store(state_dir)
+    namespace = namespace or info["namespace"]
+    statefulset = statefulset or (info.get("statefulset") if namespace == info["namespace"] else None)
+    if not statefulset:
+        raise LocalPodsError(f"no StatefulSet to wait for in namespace {namespace} (give --statefulset)")
     deadline = time.monotonic() + timeout
     while True:
         if count is None:
-            sts = store.get("StatefulSet", info["namespace"], info["statefulset"])
+            sts = store.get("StatefulSet", namespace, statefulset)
+            if sts is None:
+                raise LocalPodsError(f"no StatefulSet {namespace}/{statefulset}")
             count = int(sts["spec"].get("replicas", 1))
-        current = pods(state_dir)
+        current = pods(state_dir, namespace, statefulset)
         if len(current) == count and all(is_ready(p) for p in current):
             return
         if not _daemon_alive(info):
@@ -133,10 +186,12 @@ def _daemon_alive(info: dict) -> bool:
         return False
 
 
-def up(manifest_dir: str, state_dir: str | None, replicas: int | None, timeout: float, wait: bool, options: list[str]) -> str:
+def up(manifest_dir: str | None, state_dir: str | None, replicas: int | None, timeout: float, wait: bool, options: list[str]) -> str:
+    """Starts the daemon (with an empty store without ``manifest_dir``) and returns its state directory
+    once it answers, and with ``wait`` once the imported StatefulSet's pods are ready."""
     state_dir = os.path.abspath(state_dir or tempfile.mkdtemp(prefix="localpods-"))
     os.makedirs(state_dir, exist_ok=True)
-    argv = [sys.executable, os.path.abspath(__file__), "--state-dir", state_dir, "daemon", os.path.abspath(manifest_dir), *options]
+    argv = [sys.executable, os.path.abspath(__file__), "--state-dir", state_dir, "daemon", *([os.path.abspath(manifest_dir)] if manifest_dir else []), *options]
     if replicas is not None:
         argv += ["--replicas", str(replicas)]
     with open(os.path.join(state_dir, "daemon.out"), "ab") as out:
@@ -147,7 +202,7 @@ def up(manifest_dir: str, state_dir: str | None, replicas: int | None, timeout: 
             with open(os.path.join(state_dir, "daemon.out"), encoding="utf-8", errors="replace") as handle:
                 raise LocalPodsError("the runtime daemon did not start:\n" + handle.read()[-3000:])
         time.sleep(0.02)
-    if wait:
+    if wait and _runtime_info(state_dir).get("statefulset"):
         wait_ready(state_dir, timeout=timeout)
     return state_dir
 
@@ -193,14 +248,13 @@ def _pod_processes(state_dir: str) -> list[int]:
     """The processes of this instance's pods, found without the daemon.
 
     A process belongs to a pod of this instance when its ``/etc/hosts`` is the file that the runtime
-    bind-mounted there: ``pods/<pod>/hosts`` of this state directory, the same inode on the same
+    bind-mounted there: ``hosts`` in a pod directory of this state directory, the same inode on the same
     device. No process of the host or of another instance has it.
     """
     hosts = set()
-    pods_dir = os.path.join(state_dir, "pods")
-    for pod in os.listdir(pods_dir) if os.path.isdir(pods_dir) else []:
+    for directory in pod_dirs(state_dir):
         with contextlib.suppress(OSError):
-            stat = os.stat(os.path.join(pods_dir, pod, "hosts"))
+            stat = os.stat(os.path.join(directory, "hosts"))
             hosts.add((stat.st_dev, stat.st_ino))
     found = []
     for entry in os.listdir("/proc") if hosts else []:
@@ -229,13 +283,19 @@ def _kill_pod_processes(state_dir: str, cgroup_members: Callable[[], list[int]] 
     return killed
 
 
-def exec_in_pod(state_dir: str, pod: str, argv: list[str]) -> None:
-    """Runs argv inside the pod and exits with the command's exit code.
+def exec_in_pod(state_dir: str, pod: str, argv: list[str], namespace: str | None = None) -> None:
+    """Runs argv inside the pod (of runtime.json's namespace unless given) and exits with the
+    command's exit code.
 
     Without a cgroup freezer this process is replaced by the command. With one, the command runs
     in a child that joins the pod's cgroup first (``_run_in_pod_cgroup``).
     """
-    path = os.path.join(state_dir, "pods", pod, "exec.json")
+    try:
+        # The hot path reads no runtime.json: the pods of runtime.json's namespace are below pods/.
+        path = os.path.join(state_dir, "pods", pod, "exec.json") if namespace is None else os.path.join(pod_dir(state_dir, pod, namespace), "exec.json")
+    except LocalPodsError as error:
+        sys.stderr.write(f"localpods: {error}\n")
+        sys.exit(EXEC_FAILED)
     try:
         with open(path, encoding="utf-8") as handle:
             info = json.load(handle)
@@ -392,35 +452,41 @@ def main(argv: list[str] | None = None) -> int:
     timing.add_argument("--backoff-max", type=float, default=5.0)
     timing.add_argument("--config-refresh", type=float, default=1.0, help="seconds between refreshes of ConfigMap volumes")
     timing.add_argument("--grace-max", type=float, default=30.0, help="cap of terminationGracePeriodSeconds")
+    # Which pods a verb acts on: runtime.json's namespace and StatefulSet unless given.
+    in_namespace = argparse.ArgumentParser(add_help=False)
+    in_namespace.add_argument("--namespace", help="the pod's namespace (default: runtime.json's)")
+    of_statefulset = argparse.ArgumentParser(add_help=False, parents=[in_namespace])
+    of_statefulset.add_argument("--statefulset", help="default: runtime.json's, in its namespace")
     p = sub.add_parser("up", parents=[timing])
-    p.add_argument("manifest_dir")
+    p.add_argument("manifest_dir", nargs="?", help="a render directory to import; none: an empty store")
+    p.add_argument("--empty", action="store_true", help="start with an empty store (no MANIFEST_DIR)")
     p.add_argument("--replicas", type=int)
     p.add_argument("--timeout", type=float, default=180)
     p.add_argument("--no-wait", action="store_true")
     p = sub.add_parser("daemon", parents=[timing])
-    p.add_argument("manifest_dir")
+    p.add_argument("manifest_dir", nargs="?")
     p.add_argument("--replicas", type=int)
-    p = sub.add_parser("status")
+    p = sub.add_parser("status", parents=[of_statefulset])
     p.add_argument("--json", action="store_true")
-    p = sub.add_parser("wait")
+    p = sub.add_parser("wait", parents=[of_statefulset])
     p.add_argument("--replicas", type=int)
     p.add_argument("--timeout", type=float, default=120)
-    p = sub.add_parser("exec")
+    p = sub.add_parser("exec", parents=[in_namespace])
     p.add_argument("pod")
     p.add_argument("argv", nargs=argparse.REMAINDER)
-    p = sub.add_parser("logs")
+    p = sub.add_parser("logs", parents=[in_namespace])
     p.add_argument("pod")
     p.add_argument("container", nargs="?", default="postgres")
     for name in ("stop", "start", "delete-pod", "freeze", "thaw"):
-        sub.add_parser(name).add_argument("pod")
-    p = sub.add_parser("kill")
+        sub.add_parser(name, parents=[in_namespace]).add_argument("pod")
+    p = sub.add_parser("kill", parents=[in_namespace])
     p.add_argument("pod")
     p.add_argument("-s", "--signal", default="KILL")
     p.add_argument("--target", choices=["postgres", "container"], default="postgres")
-    p = sub.add_parser("delete-volume")
+    p = sub.add_parser("delete-volume", parents=[in_namespace])
     p.add_argument("pod")
     p.add_argument("volume", nargs="?", default="pgdata")
-    p = sub.add_parser("scale")
+    p = sub.add_parser("scale", parents=[of_statefulset])
     p.add_argument("replicas", type=int)
     p = sub.add_parser("down")
     p.add_argument("--keep", action="store_true", help="keep the state directory")
@@ -431,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.state_dir or not command:
             sys.stderr.write("localpods: usage: --state-dir DIR exec POD -- ARGV...\n")
             return EXEC_FAILED
-        exec_in_pod(args.state_dir, args.pod, command)
+        exec_in_pod(args.state_dir, args.pod, command, args.namespace)
     options = []
     if args.command in ("up", "daemon"):
         options = [
@@ -443,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
     try:
         if args.command == "up":
+            if args.empty and args.manifest_dir:
+                parser.error("up takes a MANIFEST_DIR or --empty, not both")
             print(up(args.manifest_dir, args.state_dir, args.replicas, args.timeout, not args.no_wait, options))
             return 0
         if not args.state_dir:
@@ -459,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             runtime.serve()
             return 0
         if args.command == "status":
-            current = observed_pods(args.state_dir)
+            current = observed_pods(args.state_dir, args.namespace, args.statefulset)
             if args.json:
                 print(json.dumps(current, indent=2))
             else:
@@ -474,10 +542,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{pod['metadata']['name']:<16}{ready:<7}{reason:<18}{restarts:<10}{status.get('podIP', '')}")
             return 0
         if args.command == "wait":
-            wait_ready(args.state_dir, args.replicas, args.timeout)
+            wait_ready(args.state_dir, args.replicas, args.timeout, args.namespace, args.statefulset)
             return 0
         if args.command == "logs":
-            with open(os.path.join(args.state_dir, "pods", args.pod, "logs", args.container + ".log"), encoding="utf-8", errors="replace") as handle:
+            with open(
+                os.path.join(pod_dir(args.state_dir, args.pod, args.namespace), "logs", args.container + ".log"), encoding="utf-8", errors="replace"
+            ) as handle:
                 sys.stdout.write(handle.read())
             return 0
         if args.command == "down":
@@ -487,13 +557,19 @@ def main(argv: list[str] | None = None) -> int:
             if not 0 <= args.replicas <= max_members():
                 raise LocalPodsError(f"scale {args.replicas}: the number of members must be from 0 to {max_members()} (the role's limit)")
             info = _runtime_info(args.state_dir)
-            _store(args.state_dir).patch_merge("StatefulSet", info["namespace"], info["statefulset"], {"spec": {"replicas": args.replicas}})
+            namespace = args.namespace or info["namespace"]
+            statefulset = args.statefulset or (info.get("statefulset") if namespace == info["namespace"] else None)
+            if not statefulset:
+                raise LocalPodsError(f"no StatefulSet to scale in namespace {namespace} (give --statefulset)")
+            _store(args.state_dir).patch_merge("StatefulSet", namespace, statefulset, {"spec": {"replicas": args.replicas}})
             return 0
         extra = {}
         if args.command == "kill":
             extra = {"signal": args.signal, "target": args.target}
         if args.command == "delete-volume":
             extra = {"volume": args.volume}
+        if args.namespace:
+            extra["namespace"] = args.namespace
         response = request(args.state_dir, args.command, pod=args.pod, **extra)
         if response.get("pids"):
             print(" ".join(str(pid) for pid in response["pids"]))

@@ -2,7 +2,8 @@
 
 - ``localpods_manifests`` (session): the role's render-only output with default variables, rendered
   once by ansible-playbook (or taken from ``$LOCALPODS_MANIFESTS`` when set, to skip rendering).
-- ``localpods_factory`` (function): starts runtimes (``LocalPods``); brings every one it started down
+- ``localpods_factory`` (function): starts runtimes (``LocalPods``), from a manifest directory or
+  empty (``None``: its controllers wait for objects in the store); brings every one it started down
   at the end and fails the test if any of their processes (every descendant of the runtime daemon,
   every process in one of its pods or in one of its cgroups) or of their cgroups is left behind.
 - ``localpods_cluster`` (module): one running cluster from ``localpods_manifests``, shared by the
@@ -101,15 +102,20 @@ class LocalPods:
     def runtime_dir(self) -> str:
         return self.state_dir
 
+    @property
+    def kubeconfig(self) -> str:
+        """The administrator's kubeconfig of the runtime's API server."""
+        return os.path.join(self.state_dir, "kubeconfig")
+
     def __str__(self) -> str:
         return self.state_dir
 
     @classmethod
     def start(
-        cls, manifest_dir: str, replicas: int | None = None, timeout: float = 240, wait: bool = True, options: list[str] | None = None
+        cls, manifest_dir: str | None, replicas: int | None = None, timeout: float = 240, wait: bool = True, options: list[str] | None = None
     ) -> "LocalPods":
-        """``cli.py up``; ``wait=False`` returns once the daemon answers, ``options`` are its timing
-        options (``--backoff-initial=1``...)."""
+        """``cli.py up``, with an empty store without ``manifest_dir``; ``wait=False`` returns once the
+        daemon answers, ``options`` are its timing options (``--backoff-initial=1``...)."""
         return cls(cli.up(manifest_dir, None, replicas, timeout, wait, list(options or [])))
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -117,6 +123,10 @@ class LocalPods:
         if check and result.returncode != 0:
             raise AssertionError(f"localpods {' '.join(args)} failed ({result.returncode}): {result.stderr}")
         return result
+
+    def request(self, op: str, **args: Any) -> dict:
+        """One request to the daemon's control socket and its answer (``ok``, ``error``, ``status``)."""
+        return cli.exchange(self.state_dir, op, **args)
 
     def exec(self, pod: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         """Runs argv in the pod exactly as the modules do: runtime.json's exec_argv."""
@@ -132,24 +142,25 @@ class LocalPods:
         """The runtime's API store (LocalApiStore), as the modules see it."""
         return cli._store(self.state_dir)  # pylint: disable=protected-access
 
-    def pod(self, name: str) -> dict:
-        for pod in cli.pods(self.state_dir):
+    def pod(self, name: str, namespace: str | None = None) -> dict:
+        for pod in cli.pods(self.state_dir, namespace):
             if pod["metadata"]["name"] == name:
                 return pod
         # An AssertionError, so that eventually() retries while a deleted pod is being recreated.
         raise AssertionError(f"no pod {name} (yet)")
 
-    def pods(self) -> list[dict]:
-        return cli.pods(self.state_dir)
+    def pods(self, namespace: str | None = None, statefulset: str | None = None) -> list[dict]:
+        """The Pod objects of runtime.json's StatefulSet, or of ``statefulset``, or every one of ``namespace``."""
+        return cli.pods(self.state_dir, namespace, statefulset)
 
     def restart_count(self, name: str) -> int:
         return int(self.pod(name)["status"]["containerStatuses"][0].get("restartCount", 0))
 
-    def wait_ready(self, replicas: int | None = None, timeout: float = 180) -> None:
-        cli.wait_ready(self.state_dir, replicas, timeout)
+    def wait_ready(self, replicas: int | None = None, timeout: float = 180, namespace: str | None = None, statefulset: str | None = None) -> None:
+        cli.wait_ready(self.state_dir, replicas, timeout, namespace, statefulset)
 
-    def pod_names(self) -> list[str]:
-        return [p["metadata"]["name"] for p in self.pods()]
+    def pod_names(self, namespace: str | None = None, statefulset: str | None = None) -> list[str]:
+        return [p["metadata"]["name"] for p in self.pods(namespace, statefulset)]
 
     def primary_and_standbys(self) -> tuple[str, list[str]]:
         primary, standbys = None, []
@@ -166,12 +177,15 @@ class LocalPods:
         rows = self.psql(primary, "SELECT application_name, sync_state FROM pg_stat_replication WHERE state = 'streaming'")
         return dict(line.split("|") for line in rows.splitlines() if line)
 
-    def log(self, pod: str, container: str = "postgres") -> str:
-        with open(os.path.join(self.state_dir, "pods", pod, "logs", container + ".log"), encoding="utf-8", errors="replace") as handle:
+    def log(self, pod: str, container: str = "postgres", namespace: str | None = None) -> str:
+        with open(os.path.join(cli.pod_dir(self.state_dir, pod, namespace), "logs", container + ".log"), encoding="utf-8", errors="replace") as handle:
             return handle.read()
 
-    def volume_dir(self, claim: str) -> str:
-        return os.path.join(self.state_dir, "volumes", claim)
+    def volume_dir(self, claim: str, namespace: str | None = None) -> str:
+        """The directory of a claim's volume (runtime.py: the runtime's own namespace at the top)."""
+        if namespace is None or namespace == self.namespace:
+            return os.path.join(self.state_dir, "volumes", claim)
+        return os.path.join(self.state_dir, "namespaces", namespace, "volumes", claim)
 
     def freezer(self) -> Freezer | None:
         """The runtime's cgroups (tests/localpods/freezer.py), or None when it runs without."""
@@ -204,10 +218,9 @@ class LocalPods:
                 found.add(pid)
                 pending.extend(children.get(pid, []))
         namespaces = {_mount_namespace(pid) for pid in found}
-        pods_dir = os.path.join(self.state_dir, "pods")
-        for pod_dir in os.listdir(pods_dir) if os.path.isdir(pods_dir) else []:
+        for pod_dir in cli.pod_dirs(self.state_dir):
             try:
-                with open(os.path.join(pods_dir, pod_dir, "exec.json"), encoding="utf-8") as handle:
+                with open(os.path.join(pod_dir, "exec.json"), encoding="utf-8") as handle:
                     namespaces.add(_mount_namespace(int(json.load(handle)["pause_pid"])))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
@@ -282,7 +295,7 @@ def localpods_manifests(tmp_path_factory: pytest.TempPathFactory) -> str:
 def localpods_factory() -> Iterator[Callable[..., LocalPods]]:
     started: list[tuple[LocalPods, set]] = []
 
-    def start(manifest_dir: str, replicas: int | None = None, wait: bool = True, options: list[str] | None = None) -> LocalPods:
+    def start(manifest_dir: str | None, replicas: int | None = None, wait: bool = True, options: list[str] | None = None) -> LocalPods:
         runtime = LocalPods.start(manifest_dir, replicas, wait=wait, options=options)
         started.append((runtime, set()))
         return runtime
