@@ -11,10 +11,11 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help up test test-long venv dev-venv collection system-deps lint sanity units integration molecule manifests changelog-lint docs-check bench clean
+.PHONY: help up up-local down-local test test-long venv dev-venv collection system-deps lint sanity units integration molecule manifests changelog-lint docs-check bench clean
 
 help:
 	@echo "make up    - virtualenv, collection, then ansible-playbook site.yml"
+	@echo "make up-local / down-local - the whole system without Docker, in the local pod runtime (root)"
 	@echo "make test  - install test needs (PostgreSQL 15 server if missing), run every suite"
 	@echo "make test-long - the long forms of the acceptance tests (hundreds of randomised failovers...)"
 
@@ -37,8 +38,19 @@ dev-venv: $(VENV)/.dev
 collection: venv
 	@hack/install-collection.sh "$(COLLECTIONS)"
 
+# kind needs a container engine; without one, say in one sentence what works instead.
 up: collection
+	@if [[ "$(ARGS)" != *pg_cluster_target=existing* && "$(ARGS)" != *pg_cluster_render_only=true* ]] \
+	  && ! docker info >/dev/null 2>&1 && ! podman info >/dev/null 2>&1; then \
+	  echo "make up: kind needs Docker or Podman and neither answers here: start one, deploy to an existing cluster with make up ARGS='-e pg_cluster_target=existing', or try the whole system without Docker with make up-local." >&2; \
+	  exit 1; fi
 	$(BIN)/ansible-playbook site.yml $(ARGS)
+
+up-local: collection system-deps
+	@hack/up-local.sh $(ARGS)
+
+down-local:
+	@hack/down-local.sh
 
 system-deps:
 	@hack/install-system-deps.sh

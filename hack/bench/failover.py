@@ -65,7 +65,7 @@ def bench(runtime_dir: str, runs: int, scratch: str, confirm_seconds: int) -> in
             cli(runtime_dir, "kill", primary, "--signal", "KILL")
             cli(runtime_dir, "stop", primary)
             started = time.monotonic()
-            result = run_module("pg_failover", {"transport": "local", "local_runtime_dir": runtime_dir, **args}, scratch)
+            result = run_module("pg_failover", {"kubeconfig": os.path.join(runtime_dir, "kubeconfig"), **args}, scratch)
             if result.get("failed"):
                 print(f"run {run}: failover failed: {result.get('msg')}")
                 return 1

@@ -46,7 +46,7 @@ def wait_streaming(runtime: LocalPods, standbys: int, timeout: float = 300) -> N
 
 
 def time_collect(runtime_dir: str) -> float:
-    backend = backend_from_params({"transport": "local", "local_runtime_dir": runtime_dir})
+    backend = backend_from_params({"kubeconfig": os.path.join(runtime_dir, "kubeconfig")})
     started = time.monotonic()
     state = collect(backend, StatefulSetMembers(statefulset="postgres"), 15)
     elapsed = time.monotonic() - started
@@ -58,7 +58,7 @@ def time_collect(runtime_dir: str) -> float:
 def time_module(runtime_dir: str, scratch: str) -> float:
     args_file = os.path.join(scratch, "args.json")
     with open(args_file, "w", encoding="utf-8") as handle:
-        json.dump({"ANSIBLE_MODULE_ARGS": {"transport": "local", "local_runtime_dir": runtime_dir}}, handle)
+        json.dump({"ANSIBLE_MODULE_ARGS": {"kubeconfig": os.path.join(runtime_dir, "kubeconfig")}}, handle)
     env = dict(os.environ, PYTHONPATH=COLLECTIONS)
     started = time.monotonic()
     completed = subprocess.run([sys.executable, MODULE, args_file], capture_output=True, text=True, env=env, check=False)

@@ -47,7 +47,7 @@ def bench(runtime_dir: str, runs: int, scratch: str) -> int:
             # Back and forth between the first two members.
             candidate = "postgres-1" if current != "postgres-1" else "postgres-0"
             started = time.monotonic()
-            result = run_module("pg_switchover", {"transport": "local", "local_runtime_dir": runtime_dir, "candidate": candidate}, scratch)
+            result = run_module("pg_switchover", {"kubeconfig": os.path.join(runtime_dir, "kubeconfig"), "candidate": candidate}, scratch)
             ended = time.monotonic()
             if result.get("failed"):
                 print(f"run {run}: switchover to {candidate} failed: {result.get('msg')}")

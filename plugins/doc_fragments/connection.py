@@ -11,15 +11,6 @@ from __future__ import annotations
 class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
-  transport:
-    description:
-      - How to reach the cluster.
-      - V(kubernetes) uses the Kubernetes API (and pod exec) through the C(kubernetes) Python library.
-      - V(local) operates a cluster run by the collection's local pod runtime (C(tests/localpods)), found in
-        O(local_runtime_dir); meant for development and tests.
-    type: str
-    choices: [kubernetes, local]
-    default: kubernetes
   kubeconfig:
     description:
       - Path to a kubeconfig file.
@@ -73,12 +64,6 @@ options:
       - URL of an HTTP proxy for the API connection. E(HTTP_PROXY) and friends are not used.
       - Can also be set with the E(K8S_AUTH_PROXY) environment variable.
     type: str
-  local_runtime_dir:
-    description:
-      - Directory of a running local pod runtime (it holds C(runtime.json) and C(api/)).
-      - Required with O(transport=local), ignored otherwise.
-      - Can also be set with the E(DBONK8S_LOCAL_RUNTIME_DIR) environment variable.
-    type: path
   namespace:
     description:
       - Namespace of the cluster.
@@ -102,10 +87,11 @@ options:
     type: str
     default: postgres
 requirements:
-  - kubernetes >= 24.2.0 (Python library, for O(transport=kubernetes))
+  - kubernetes >= 24.2.0 (Python library)
 notes:
-  - The credentials need C(get) and C(list) on pods, C(get) on statefulsets, configmaps and services,
-    and C(create) on C(pods/exec) in O(namespace). Reading the namespace itself is optional.
+  - "The credentials need, in O(namespace): C(get statefulsets.apps, list pods, get configmaps, get services, create pods/exec)
+    (the StatefulSet only with O(statefulset)); reading the namespace itself is optional. Each module asks the API with
+    SelfSubjectAccessReviews before its first request and refuses, naming every missing permission, before any change."
   - Commands run in the pods through pod exec as argument lists; no shell is involved.
   - Options can be set once for every module of the collection with
     C(module_defaults) and the action group C(group/dbonk8s.postgresql.cluster).

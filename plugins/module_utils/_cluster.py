@@ -1,21 +1,18 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbonk8s.postgresql contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The one interface through which modules operate a cluster, whatever the transport.
+"""The one interface through which modules operate a cluster.
 
 A backend is bound to one namespace and one container (the ``postgres`` container of the pods).
 It hands back plain API-shaped dicts (the JSON the Kubernetes API returns, ``camelCase`` keys), so
-module code reads ``pod["status"]["podIP"]`` the same way for both transports.
-
-Implementations:
-
-* ``_kube_backend.KubernetesBackend``: the Kubernetes API through the ``kubernetes`` Python client.
-* ``_local_backend.LocalBackend``: a cluster run by the local pod runtime (``tests/localpods``).
+module code reads ``pod["status"]["podIP"]`` the same way whatever implements it: the collection's
+only implementation is ``_kube_backend.KubernetesBackend`` (the Kubernetes API through the
+``kubernetes`` Python client); unit tests substitute their own.
 
 Every failure is raised as a subclass of ``ClusterError`` whose message is fit for ``fail_json``;
 a caller that wants to react to a particular failure catches the subclass:
 
-* ``ApiUnavailable``   the API cannot be reached (network, TLS, missing runtime directory)
+* ``ApiUnavailable``   the API cannot be reached (network, TLS, configuration)
 * ``AuthError``        the API rejected the credentials (401) or the permission (403)
 * ``NotFound``         the object does not exist (404)
 * ``Conflict``         optimistic concurrency lost: the object changed since it was read (409)
@@ -191,9 +188,6 @@ def _select_members(pods: list[dict], members: StatefulSetMembers) -> list[dict]
 class ClusterBackend:
     """Operations on one namespace of a cluster. Subclasses implement the ``_``-less primitives."""
 
-    #: "kubernetes" or "local", for messages
-    transport = "abstract"
-
     def __init__(self, namespace: str, container: str = "postgres") -> None:
         self.namespace = namespace
         self.container = container
@@ -243,7 +237,15 @@ class ClusterBackend:
         """
         raise NotImplementedError
 
+    def allowed(self, verb: str, resource: str, group: str = "", subresource: str = "") -> bool | None:
+        """Whether the credentials may do ``verb`` on ``resource`` in the namespace; None when the API cannot say."""
+        return None
+
     # -- built on the primitives --------------------------------------------------------------
+
+    def missing_permissions(self, permissions: tuple[Any, ...]) -> list[Any]:
+        """The ``_permissions.Permission`` entries the API says these credentials lack (unknown ones are not counted)."""
+        return [p for p in permissions if self.allowed(p.verb, p.resource, p.group, p.subresource) is False]
 
     def member_pods(self, members: StatefulSetMembers) -> list[dict]:
         """The cluster's pods ordered by ordinal; ``NotFound`` names what is missing."""
@@ -263,7 +265,7 @@ class ClusterBackend:
                 statefulset = self.get_statefulset(members.statefulset)
             except NotFound:
                 self._raise_if_namespace_missing()
-                raise NotFound(f"StatefulSet {members.statefulset} not found in namespace {self.namespace} ({self.transport} transport)") from None
+                raise NotFound(f"StatefulSet {members.statefulset} not found in namespace {self.namespace}") from None
             match_labels = ((statefulset.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
             selector = {**match_labels, **selector}
         else:
@@ -277,22 +279,17 @@ class ClusterBackend:
         try:
             self.check_namespace()
         except NotFound:
-            raise NotFound(f"namespace {self.namespace} not found ({self.transport} transport)") from None
+            raise NotFound(f"namespace {self.namespace} not found") from None
 
 
 def backend_from_params(params: dict[str, Any], fail: Callable[..., Any] | None = None) -> ClusterBackend:
     """Build the backend that the shared connection options (``_connection.py``) describe.
 
-    ``fail`` is ``module.fail_json``: the kubernetes transport needs the ``kubernetes`` library,
+    ``fail`` is ``module.fail_json``: the backend needs the ``kubernetes`` library,
     and its absence must be reported through ``missing_required_lib``, not as an ImportError.
     """
-    transport = params.get("transport") or "kubernetes"
     namespace = params.get("namespace") or "postgres"
     container = params.get("container") or "postgres"
-    if transport == "local":
-        from ansible_collections.dbonk8s.postgresql.plugins.module_utils._local_backend import LocalBackend
-
-        return LocalBackend(params.get("local_runtime_dir"), namespace=namespace, container=container)
     from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _kube_backend
 
     if not _kube_backend.HAS_KUBERNETES:

@@ -21,7 +21,6 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _inputs
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import StatefulSetMembers
 
 CONNECTION_ARGSPEC: dict[str, dict[str, Any]] = {
-    "transport": {"type": "str", "default": "kubernetes", "choices": ["kubernetes", "local"]},
     "kubeconfig": {"type": "path", "fallback": (env_fallback, ["K8S_AUTH_KUBECONFIG"])},
     "context": {"type": "str", "fallback": (env_fallback, ["K8S_AUTH_CONTEXT"])},
     "host": {"type": "str", "fallback": (env_fallback, ["K8S_AUTH_HOST"])},
@@ -31,7 +30,6 @@ CONNECTION_ARGSPEC: dict[str, dict[str, Any]] = {
     "client_cert": {"type": "path", "aliases": ["cert_file"], "fallback": (env_fallback, ["K8S_AUTH_CERT_FILE"])},
     "client_key": {"type": "path", "aliases": ["key_file"], "no_log": False, "fallback": (env_fallback, ["K8S_AUTH_KEY_FILE"])},
     "proxy": {"type": "str", "fallback": (env_fallback, ["K8S_AUTH_PROXY"])},
-    "local_runtime_dir": {"type": "path", "fallback": (env_fallback, ["DBONK8S_LOCAL_RUNTIME_DIR"])},
     "namespace": {"type": "str", "default": "postgres"},
     # No default here, so that it can be mutually exclusive with label_selector; without either,
     # members_from_params() uses DEFAULT_STATEFULSET.
@@ -39,9 +37,6 @@ CONNECTION_ARGSPEC: dict[str, dict[str, Any]] = {
     "label_selector": {"type": "dict"},
     "container": {"type": "str", "default": "postgres"},
 }
-
-# Options of the kubernetes transport; with transport=local they must not be set.
-KUBERNETES_ONLY = ("kubeconfig", "context", "host", "api_key", "validate_certs", "ca_cert", "client_cert", "client_key", "proxy")
 
 DEFAULT_STATEFULSET = "postgres"
 
@@ -52,10 +47,9 @@ CONNECTION_CHECKS: dict[str, _inputs.Check] = {
     "statefulset": _inputs.dns_label(63),
     "label_selector": _inputs.label_set,
     "container": _inputs.dns_label(63),
-    **{name: _inputs.path for name in ("kubeconfig", "ca_cert", "client_cert", "client_key", "local_runtime_dir")},
+    **{name: _inputs.path for name in ("kubeconfig", "ca_cert", "client_cert", "client_key")},
 }
 
-CONNECTION_REQUIRED_IF = [("transport", "local", ["local_runtime_dir"])]
 CONNECTION_MUTUALLY_EXCLUSIVE = [("statefulset", "label_selector")]
 
 
@@ -70,16 +64,6 @@ def members_from_params(params: dict[str, Any]) -> StatefulSetMembers:
     if selector:
         return StatefulSetMembers(label_selector={str(key): str(value) for key, value in selector.items()})
     return StatefulSetMembers(statefulset=params.get("statefulset") or DEFAULT_STATEFULSET)
-
-
-def connection_warnings(params: dict[str, Any]) -> list[str]:
-    """Options that have no effect with the chosen transport (set by mistake, or by env)."""
-    if params.get("transport") != "local":
-        return []
-    ignored = [name for name in KUBERNETES_ONLY if params.get(name) is not None]
-    if not ignored:
-        return []
-    return [f"transport=local ignores {', '.join(ignored)}"]
 
 
 def input_problems(params: dict[str, Any], checks: dict[str, _inputs.Check]) -> list[str]:
@@ -97,16 +81,13 @@ def input_problems(params: dict[str, Any], checks: dict[str, _inputs.Check]) -> 
 def new_cluster_module(argument_spec: dict[str, Any], checks: dict[str, _inputs.Check] | None = None) -> AnsibleModule:
     """The AnsibleModule of every module of the collection: the shared option rules, check mode,
     the checks of the shared options and of ``checks`` (the module's own; it fails before any
-    request when one refuses), and a warning for each option the chosen transport ignores."""
+    request when one refuses)."""
     module = AnsibleModule(
         argument_spec=argument_spec,
         mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE,
-        required_if=CONNECTION_REQUIRED_IF,
         supports_check_mode=True,
     )
     problems = input_problems(module.params, {**CONNECTION_CHECKS, **(checks or {})})
     if problems:
         module.fail_json(msg=" ".join(problems))
-    for warning in connection_warnings(module.params):
-        module.warn(warning)
     return module

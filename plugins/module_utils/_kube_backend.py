@@ -1,10 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbonk8s.postgresql contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The cluster backend of ``transport: kubernetes``: the Kubernetes API through the Python client.
+"""The cluster backend: the Kubernetes API through the ``kubernetes`` Python client.
 
 Objects are read with ``_preload_content=False`` and parsed as the API's own JSON, so callers get
-the same ``camelCase`` dicts as from the local backend, independent of the client's model classes.
+the API's own ``camelCase`` dicts, independent of the client's model classes.
 Exec uses a dedicated ``ApiClient`` (``kubernetes.stream`` temporarily replaces the client's
 request method while a websocket call runs, which must never race with plain API calls made from
 other threads).
@@ -113,8 +113,6 @@ def _status_message(exc: Any) -> str:
 
 
 class KubernetesBackend(ClusterBackend):
-    transport = "kubernetes"
-
     def __init__(self, configuration: Any, namespace: str, container: str = "postgres") -> None:
         super().__init__(namespace, container)
         self.configuration = configuration
@@ -122,6 +120,7 @@ class KubernetesBackend(ClusterBackend):
         self._api_client = kubernetes.client.ApiClient(configuration)
         self.core = kubernetes.client.CoreV1Api(self._api_client)
         self.apps = kubernetes.client.AppsV1Api(self._api_client)
+        self.authorization = kubernetes.client.AuthorizationV1Api(self._api_client)
         self._exec_local = threading.local()
 
     @classmethod
@@ -208,6 +207,19 @@ class KubernetesBackend(ClusterBackend):
             {"metadata": {"labels": labels}},
             _content_type=MERGE_PATCH,
         )
+
+    def allowed(self, verb: str, resource: str, group: str = "", subresource: str = "") -> bool | None:
+        """A SelfSubjectAccessReview, as ``kubectl auth can-i`` asks; None when the review itself is refused or fails."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"namespace": self.namespace, "verb": verb, "group": group, "resource": resource, "subresource": subresource}},
+        }
+        try:
+            answer = self._call(f"a review of {verb} {resource}", self.authorization.create_self_subject_access_review, review)
+        except ClusterError:
+            return None
+        return bool((answer.get("status") or {}).get("allowed"))
 
     def _exec_api(self) -> Any:
         # One ApiClient per thread: kubernetes.stream swaps ApiClient.call_api during the call.

@@ -95,8 +95,8 @@ options:
     type: int
     default: 30
 notes:
-  - The credentials need, besides those of M(dbonk8s.postgresql.pg_replication_info), C(update) on configmaps,
-    C(patch) on services and pods in O(namespace).
+  - "The credentials need, besides those of M(dbonk8s.postgresql.pg_replication_info), in O(namespace):
+    C(update configmaps, patch services, patch pods)."
   - See C(docs/switchover.md) in the collection for what is and is not guaranteed, and what happens when the record
     and reality disagree.
 seealso:
@@ -239,6 +239,7 @@ import time
 from typing import Any
 
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _inputs
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _permissions
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, backend_from_params
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection import (
     connection_argument_spec,
@@ -310,6 +311,7 @@ def main() -> None:
     started = time.monotonic()
     try:
         backend = backend_from_params(params, fail=module.fail_json)
+        _permissions.require(backend, members_from_params(params), _permissions.OPERATE, "a failover")
         failover = Failover(backend, members_from_params(params), timeouts, lease_seconds=float(params["lease_seconds"]))
         result = failover.run(options, check_mode=module.check_mode)
     except FailoverFailed as exc:

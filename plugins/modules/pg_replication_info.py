@@ -98,10 +98,9 @@ EXAMPLES = r"""
   register: replication
   failed_when: not replication.cluster.healthy
 
-- name: Operate a cluster of the local pod runtime
+- name: Read a cluster of the local pod runtime (make up-local prints its kubeconfig)
   dbonk8s.postgresql.pg_replication_info:
-    transport: local
-    local_runtime_dir: /tmp/localpods-run
+    kubeconfig: /tmp/localpods-run/kubeconfig
 """
 
 RETURN = r"""
@@ -401,6 +400,7 @@ wait_for:
 from typing import Any
 
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _inputs
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _permissions
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, backend_from_params
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection import (
     connection_argument_spec,
@@ -409,7 +409,6 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection imp
     members_from_params,
 )
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._replication import collect, wait_until
-
 
 # What a valid value of each option is, beyond its type; the shared options are checked too.
 OPTION_CHECKS = {"exec_timeout": _inputs.integer(1)}
@@ -449,6 +448,7 @@ def main() -> None:
     members = members_from_params(params)
     try:
         backend = backend_from_params(params, fail=module.fail_json)
+        _permissions.require(backend, members, _permissions.READ, "reading the replication status")
 
         def observe() -> dict[str, Any]:
             return collect(backend, members, float(params["exec_timeout"]))

@@ -86,8 +86,8 @@ options:
     type: int
     default: 30
 notes:
-  - The credentials need, besides those of M(dbonk8s.postgresql.pg_replication_info), C(update) on
-    configmaps, C(patch) on services and pods in O(namespace).
+  - "The credentials need, besides those of M(dbonk8s.postgresql.pg_replication_info), in O(namespace):
+    C(update configmaps, patch services, patch pods)."
   - Writes pause from the C(stop) step until a synchronous standby streams from the new primary; RV(write_unavailable_ms)
     measures it up to the end of the promotion.
   - See C(docs/switchover.md) in the collection for the guarantees and what happens after an interruption.
@@ -117,10 +117,9 @@ EXAMPLES = r"""
   check_mode: true
   register: plan
 
-- name: Switch over in a cluster of the local pod runtime
+- name: Switch over in a cluster of the local pod runtime (make up-local prints its kubeconfig)
   dbonk8s.postgresql.pg_switchover:
-    transport: local
-    local_runtime_dir: /tmp/localpods-run
+    kubeconfig: /tmp/localpods-run/kubeconfig
     candidate: postgres-1
 """
 
@@ -231,6 +230,7 @@ notes:
 from typing import Any
 
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _inputs
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils import _permissions
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ClusterError, backend_from_params
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection import (
     connection_argument_spec,
@@ -280,6 +280,7 @@ def main() -> None:
     options = SwitchoverOptions(candidate=params["candidate"], max_lag_bytes=params["max_lag_bytes"], wait_for_rejoin=params["wait_for_rejoin"])
     try:
         backend = backend_from_params(params, fail=module.fail_json)
+        _permissions.require(backend, members_from_params(params), _permissions.OPERATE, "a switchover")
         switchover = Switchover(backend, members_from_params(params), timeouts, lease_seconds=float(params["lease_seconds"]))
         result = switchover.run(options, check_mode=module.check_mode)
     except SwitchoverFailed as exc:

@@ -22,8 +22,9 @@ LOSSES = ("absent", "stopped", "frozen")
 
 def play(name: str, runtime_dir: str, **variables) -> tuple[int, dict, str]:
     """``ansible-playbook playbooks/NAME.yml``: its exit code, the first task's result (the module's), and its output."""
-    transport = "pg_failover" if name == "failover" else "pg_status"
-    variables = {f"{transport}_transport": "local", f"{transport}_local_runtime_dir": runtime_dir, **variables}
+    prefix = "pg_failover" if name == "failover" else "pg_status"
+    # The runtime's own API server, through its admin kubeconfig: the path every user takes.
+    variables = {f"{prefix}_kubeconfig": os.path.join(runtime_dir, "kubeconfig"), **variables}
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),

@@ -78,7 +78,7 @@ def cluster(tmp_path_factory):
 
 
 def run_failover(capsys, runtime_dir: str, check: bool) -> dict:
-    args = {"transport": "local", "local_runtime_dir": runtime_dir, "_ansible_check_mode": check, **FAST}
+    args = {"kubeconfig": os.path.join(runtime_dir, "kubeconfig"), "_ansible_check_mode": check, **FAST}
     capsys.readouterr()
     with patch_module_args(args), pytest.raises(SystemExit):
         pg_failover.main()

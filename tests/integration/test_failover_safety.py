@@ -26,7 +26,7 @@ from writer import Writer, cluster_conninfo  # noqa: E402
 from tests.localpods.fixtures import render_manifests  # noqa: E402
 
 CONFIRM_SECONDS = 3
-FAILOVER_VARS = {"pg_failover_transport": "local", "pg_failover_confirm_seconds": CONFIRM_SECONDS}
+FAILOVER_VARS = {"pg_failover_confirm_seconds": CONFIRM_SECONDS}
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def ansible_playbook() -> str:
 
 def run_info(tmp_path, runtime_dir: str, **module_args) -> dict:
     """Run the module in a playbook; return its result (failed or not) from the json callback."""
-    args = {"transport": "local", "local_runtime_dir": runtime_dir, **module_args}
+    args = {"kubeconfig": os.path.join(runtime_dir, "kubeconfig"), **module_args}
     playbook = tmp_path / "info.yml"
     play = {
         "name": "Replication info",
@@ -124,13 +124,12 @@ def test_replay_delay_does_not_grow_on_an_idle_primary(tmp_path, cluster):
 
 @pytest.mark.parametrize("config", ["repository", "none"])
 def test_status_playbook_on_the_local_runtime(cluster, config, tmp_path):
-    """playbooks/status.yml with the local transport prints the summary table, one line per line,
+    """playbooks/status.yml against the runtime's API server prints the summary table, one line per line,
     with this repository's ansible.cfg and with Ansible's defaults (an installed collection)."""
     command = [
         ansible_playbook(),
         os.path.join(REPO, "playbooks", "status.yml"),
-        "-e", "pg_status_transport=local",
-        "-e", f"pg_status_local_runtime_dir={cluster.runtime_dir}",
+        "-e", f"pg_status_kubeconfig={cluster.kubeconfig}",
         "-e", "pg_status_min_streaming=2",
         "-e", "pg_status_fail_unhealthy=true",
     ]  # fmt: skip
@@ -150,8 +149,8 @@ def test_status_playbook_on_the_local_runtime(cluster, config, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ({"namespace": "no-such-namespace"}, "namespace no-such-namespace not found (local transport)"),
-        ({"statefulset": "no-such-statefulset"}, "StatefulSet no-such-statefulset not found in namespace postgres (local transport)"),
+        ({"namespace": "no-such-namespace"}, "namespace no-such-namespace not found"),
+        ({"statefulset": "no-such-statefulset"}, "StatefulSet no-such-statefulset not found in namespace postgres"),
         ({"label_selector": {"app": "no-such-app"}}, "no pods found for pods matching app=no-such-app in namespace postgres"),
     ],
     ids=["unknown-namespace", "unknown-statefulset", "selector-matching-nothing"],

@@ -121,7 +121,7 @@ def playbook(tmp_path, module: str, args: dict, check: bool = False) -> tuple[li
 
 
 def run_module(tmp_path, runtime_dir: str, module: str = "pg_switchover", check: bool = False, **args) -> dict:
-    argv, result_file, env = playbook(tmp_path, module, {"transport": "local", "local_runtime_dir": runtime_dir, **args}, check=check)
+    argv, result_file, env = playbook(tmp_path, module, {"kubeconfig": os.path.join(runtime_dir, "kubeconfig"), **args}, check=check)
     completed = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "Traceback" not in completed.stdout + completed.stderr
@@ -158,7 +158,7 @@ def lease_annotations(pods: "Pods") -> dict:
 
 
 def start_module(tmp_path, runtime_dir: str, module: str = "pg_switchover", **args) -> tuple[subprocess.Popen, str]:
-    argv, result_file, env = playbook(tmp_path, module, {"transport": "local", "local_runtime_dir": runtime_dir, **args})
+    argv, result_file, env = playbook(tmp_path, module, {"kubeconfig": os.path.join(runtime_dir, "kubeconfig"), **args})
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     return proc, result_file
 
@@ -234,8 +234,8 @@ def test_check_mode_changes_nothing(tmp_path, cluster):
 def test_playbooks_in_check_mode_print_the_plan_and_change_nothing(tmp_path, cluster):
     runtime_dir, pods = cluster
     record = pods.record()
-    local = ["-e", "pg_switchover_transport=local", "-e", f"pg_switchover_local_runtime_dir={runtime_dir}"]
-    local += ["-e", "pg_failover_transport=local", "-e", f"pg_failover_local_runtime_dir={runtime_dir}"]
+    kubeconfig = os.path.join(runtime_dir, "kubeconfig")
+    local = ["-e", f"pg_switchover_kubeconfig={kubeconfig}", "-e", f"pg_failover_kubeconfig={kubeconfig}"]
     _argv, _result, env = playbook(tmp_path, "pg_switchover", {})
     printed = {}
     for name, extra in (("switchover", ["-e", "candidate=postgres-2"]), ("failover", [])):

@@ -452,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     timing.add_argument("--backoff-max", type=float, default=5.0)
     timing.add_argument("--config-refresh", type=float, default=1.0, help="seconds between refreshes of ConfigMap volumes")
     timing.add_argument("--grace-max", type=float, default=30.0, help="cap of terminationGracePeriodSeconds")
+    timing.add_argument("--home-namespace", default="default", help="an empty runtime's namespace in runtime.json, which verbs address by default")
     # Which pods a verb acts on: runtime.json's namespace and StatefulSet unless given.
     in_namespace = argparse.ArgumentParser(add_help=False)
     in_namespace.add_argument("--namespace", help="the pod's namespace (default: runtime.json's)")
@@ -506,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--backoff-max={args.backoff_max}",
             f"--config-refresh={args.config_refresh}",
             f"--grace-max={args.grace_max}",
+            f"--home-namespace={args.home_namespace}",
         ]
     try:
         if args.command == "up":
@@ -523,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.manifest_dir,
                 Options(args.probe_period, args.backoff_initial, args.backoff_max, args.config_refresh, args.grace_max),
                 args.replicas,
+                home_namespace=args.home_namespace,
             )
             runtime.serve()
             return 0

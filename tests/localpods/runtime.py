@@ -1049,7 +1049,8 @@ class StatefulSetController:
             "availableReplicas": ready_count,
             "currentReplicas": count,
             "updatedReplicas": count,
-            "observedGeneration": 1,
+            # The spec this pass read; a changed template reaches only pods made from now on (OnDelete).
+            "observedGeneration": int(sts["metadata"].get("generation", 1)),
         }
         current = store.get("StatefulSet", self.namespace, self.name)
         if current is None or current["metadata"].get("uid", "") != self.uid:
@@ -1065,7 +1066,7 @@ class StatefulSetController:
 class Runtime:
     """The store of objects, the StatefulSet controllers on it, and the control socket."""
 
-    def __init__(self, state_dir: str, manifest_dir: str | None, options: Options, replicas: int | None = None) -> None:
+    def __init__(self, state_dir: str, manifest_dir: str | None, options: Options, replicas: int | None = None, home_namespace: str = "default") -> None:
         self.state_dir = os.path.abspath(state_dir)
         self.options = options
         self.reaper = Reaper()
@@ -1094,8 +1095,8 @@ class Runtime:
             self.log(f"no cgroup freezer, freeze is unavailable: {self.freezer_problem}")
         try:
             imported = import_manifests(self.store, manifest_dir, replicas) if manifest_dir else None
-            # runtime.json names the first StatefulSet imported; an empty runtime's namespace is "default".
-            self.namespace: str = imported["metadata"]["namespace"] if imported else "default"
+            # runtime.json names the first StatefulSet imported; an empty runtime's namespace is the one it was given.
+            self.namespace: str = imported["metadata"]["namespace"] if imported else home_namespace
             self.sts_name: str | None = imported["metadata"]["name"] if imported else None
             self._write_runtime_info(manifest_dir)
         except BaseException:

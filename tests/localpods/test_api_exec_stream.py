@@ -364,7 +364,7 @@ def test_protocol_violations_close_the_connection_with_their_code(pair: tuple[We
 
 
 def test_a_vanished_peer_ends_recv_as_1006(pair: tuple[WebSocket, socket.socket, Any]) -> None:
-    ws, client, _ = pair
+    ws, client, _reader = pair
     client.sendall(_client_frame(OP_BINARY, b"x" * 1000)[:500])
     client.shutdown(socket.SHUT_WR)
     assert ws.recv() is None
@@ -372,18 +372,18 @@ def test_a_vanished_peer_ends_recv_as_1006(pair: tuple[WebSocket, socket.socket,
 
 
 def test_concurrent_sends_keep_frames_whole(pair: tuple[WebSocket, socket.socket, Any]) -> None:
-    ws, _, reader = pair
+    ws, _client, reader = pair
     count, size = 200, 70_000
 
     def send(tag: int) -> None:
-        for _ in range(count):
+        for _frame in range(count):
             ws.send_binary(bytes([tag]) * size)
 
     threads = [threading.Thread(target=send, args=(tag,)) for tag in (1, 2, 3)]
     for thread in threads:
         thread.start()
     seen = {1: 0, 2: 0, 3: 0}
-    for _ in range(3 * count):
+    for _frame in range(3 * count):
         opcode, payload = _read_server_frame(reader)
         assert opcode == OP_BINARY and len(payload) == size and len(set(payload)) == 1
         seen[payload[0]] += 1
@@ -421,7 +421,7 @@ def test_python_client_reads_the_exit_code(server: _Server) -> None:
 )
 def test_non_zero_exit_status_is_the_upstream_json(server: _Server, protocol: str, message: str) -> None:
     resp = _client(server, protocol, ["sh", "-c", "exit 7"])
-    _, _, error = _run(resp)
+    _out, _err, error = _run(resp)
     expected = {
         "metadata": {},
         "status": "Failure",

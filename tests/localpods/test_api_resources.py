@@ -684,7 +684,7 @@ def test_kubectl_get_pods_prints_the_server_table(kubectl: Kubectl) -> None:
     assert paths(listing) == ["GET /api/v1/namespaces/ns/pods?limit=500"]
     assert res.wants_table(listing[0].headers["accept"]) and listing[0].headers["accept"] == KUBECTL_TABLE_ACCEPT
     assert set(paths(recorded)) == discovery_paths(kubectl.server) | {"GET /api/v1/namespaces/ns/pods?limit=500"}
-    wide, _ = kubectl("get", "pods", "-o", "wide")
+    wide, _requests = kubectl("get", "pods", "-o", "wide")
     assert wide.stdout.splitlines()[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE", "READINESS", "GATES"]
     single, recorded = kubectl("get", "pod", "pod-a")
     assert single.stdout.splitlines()[1].split()[:3] == ["pod-a", "1/1", "Running"]

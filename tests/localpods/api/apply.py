@@ -489,7 +489,7 @@ def _record_node(schema: _Schema, old_is: bool, new_is: bool, names: FieldPath, 
     if not path:
         return
     if not old_is:
-        always_there = skip_always_present and all(kind == "f" for kind, _ in path) and names in schema.always_present
+        always_there = skip_always_present and all(kind == "f" for kind, _value in path) and names in schema.always_present
         if not always_there:
             result.added.add(path)
     elif not new_is:
@@ -523,7 +523,7 @@ def _merge_list(schema: _Schema, live: list[Any], applied: list[Any], names: Fie
     live_items = schema.items(spec, live, (), False)
     applied_items = schema.items(spec, applied, (), False)
     live_by, applied_by = dict(live_items), dict(applied_items)
-    live_order, applied_order = [element for element, _ in live_items], [element for element, _ in applied_items]
+    live_order, applied_order = [element for element, _item in live_items], [element for element, _item in applied_items]
     shared = [element for element in applied_order if element in live_by]
     next_shared = shared.pop(0) if shared else None
     merged: list[Any] = []
@@ -885,7 +885,7 @@ def apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, fo
     if live is not None and not managers:
         # Objects nobody manages yet: upstream first records their current fields for "before-first-apply".
         first_key = ManagerKey(BEFORE_FIRST_APPLY_MANAGER, UPDATE, str(live.get("apiVersion", "")))
-        managers, _ = _record_changes(schema, {}, live_content, {}, first_key, now, "")
+        managers, _changed = _record_changes(schema, {}, live_content, {}, first_key, now, "")
 
     if subresource == "status":
         config: dict[str, Any] = {"status": copy.deepcopy(applied["status"])} if "status" in applied else {}

@@ -632,7 +632,7 @@ class _StrategicMerger:
             if found_original and not found_patch:
                 merged = original_list
             elif found_patch and not found_original:
-                merged, _ = _remove_directives(patch_list)
+                merged, _directives = _remove_directives(patch_list)
             elif found_patch and found_original:
                 merged = self._merge_list_field(original_list, patch_list, path + (key,), False)
             else:

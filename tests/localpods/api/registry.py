@@ -119,7 +119,10 @@ class Registry:
             limit = 63
         elif resource.kind in DNS_1035_NAMED:
             pattern, limit = DNS_1035_LABEL, 63
-            what = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character"
+            what = (
+                "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, "
+                "and end with an alphanumeric character"
+            )
         else:
             pattern, limit = DNS_SUBDOMAIN, 253
             what = (
@@ -149,7 +152,7 @@ class Registry:
         """What the client's object says, without the fields only the server sets."""
         metadata = obj["metadata"]
         if not metadata.get("name") and metadata.get("generateName"):
-            metadata["name"] = metadata["generateName"] + "".join(random.choice(GENERATE_ALPHABET) for _ in range(5))
+            metadata["name"] = metadata["generateName"] + "".join(random.choice(GENERATE_ALPHABET) for _position in range(5))
         self._check_name(resource, metadata.get("name") or "")
         for field in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp", "generation", "managedFields", "selfLink"):
             metadata.pop(field, None)

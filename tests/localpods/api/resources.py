@@ -361,7 +361,7 @@ def _media_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
             continue
         params: dict[str, str] = {}
         for piece in pieces[1:]:
-            key, _, value = piece.partition("=")
+            key, _sep, value = piece.partition("=")
             params[key.strip().lower()] = value.strip().strip('"')
         try:
             quality = float(params.pop("q", "1"))
@@ -369,7 +369,7 @@ def _media_ranges(accept: str) -> list[tuple[str, dict[str, str]]]:
             quality = 1.0
         ranges.append((-quality, index, pieces[0].lower(), params))
     ranges.sort(key=lambda item: (item[0], item[1]))
-    return [(media, params) for quality, _, media, params in ranges if quality < 0]
+    return [(media, params) for quality, _index, media, params in ranges if quality < 0]
 
 
 def _acceptable_json(media: str) -> bool:
@@ -534,7 +534,7 @@ def selector_string(selector: dict[str, Any] | None) -> str:
         rendered = {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key, "DoesNotExist": f"!{key}"}
         requirements.append((key, rendered.get(operator, key)))
     requirements.sort(key=lambda item: item[0])
-    return ",".join(text for _, text in requirements)
+    return ",".join(text for _key, text in requirements)
 
 
 def format_label_selector(selector: dict[str, Any] | None) -> str:

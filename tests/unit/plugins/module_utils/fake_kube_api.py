@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""A fake Kubernetes API server on 127.0.0.1 for the tests of the kubernetes transport.
+"""A fake Kubernetes API server on 127.0.0.1 for the unit tests of the Kubernetes backend.
 
 It speaks the real wire protocol to the real ``kubernetes`` client: REST paths and ``v1.Status``
 error bodies of the API server, bearer-token authentication, merge-patch content type, and pod
@@ -23,7 +23,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._local_api import LocalApiError, LocalApiStore
+from tests.localpods.api.store import LocalApiError, LocalApiStore
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

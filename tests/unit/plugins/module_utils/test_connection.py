@@ -13,9 +13,7 @@ from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._connection import (
     CONNECTION_ARGSPEC,
     CONNECTION_MUTUALLY_EXCLUSIVE,
-    CONNECTION_REQUIRED_IF,
     connection_argument_spec,
-    connection_warnings,
     members_from_params,
 )
 
@@ -47,17 +45,17 @@ def test_secrets_are_not_logged():
 
 
 def validate(params: dict):
-    validator = ArgumentSpecValidator(connection_argument_spec(), mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE, required_if=CONNECTION_REQUIRED_IF)
+    validator = ArgumentSpecValidator(connection_argument_spec(), mutually_exclusive=CONNECTION_MUTUALLY_EXCLUSIVE)
     return validator.validate(params)
 
 
 def test_defaults(monkeypatch):
-    for variable in ("K8S_AUTH_HOST", "K8S_AUTH_API_KEY", "K8S_AUTH_VERIFY_SSL", "DBONK8S_LOCAL_RUNTIME_DIR"):
+    for variable in ("K8S_AUTH_HOST", "K8S_AUTH_API_KEY", "K8S_AUTH_VERIFY_SSL"):
         monkeypatch.delenv(variable, raising=False)
     result = validate({})
     assert not result.error_messages
     params = result.validated_parameters
-    assert (params["transport"], params["namespace"], params["container"], params["statefulset"]) == ("kubernetes", "postgres", "postgres", None)
+    assert (params["namespace"], params["container"], params["statefulset"]) == ("postgres", "postgres", None)
     assert members_from_params(params) == StatefulSetMembers(statefulset="postgres")
 
 
@@ -73,15 +71,3 @@ def test_statefulset_and_label_selector_are_exclusive():
     assert validate({"statefulset": "a", "label_selector": {"app": "a"}}).error_messages
     params = validate({"label_selector": {"app": "pg", "tier": 1}}).validated_parameters
     assert members_from_params(params) == StatefulSetMembers(label_selector={"app": "pg", "tier": "1"})
-
-
-def test_local_transport_needs_its_directory(monkeypatch):
-    monkeypatch.delenv("DBONK8S_LOCAL_RUNTIME_DIR", raising=False)
-    assert validate({"transport": "local"}).error_messages
-    assert not validate({"transport": "local", "local_runtime_dir": "/tmp/x"}).error_messages
-
-
-def test_kubernetes_options_with_local_transport_warn():
-    params = validate({"transport": "local", "local_runtime_dir": "/tmp/x", "context": "kind"}).validated_parameters
-    assert connection_warnings(params) == ["transport=local ignores context"]
-    assert connection_warnings(validate({"context": "kind"}).validated_parameters) == []

@@ -224,13 +224,11 @@ def test_a_value_that_is_not_checked_is_not_refused() -> None:
 MODULES = {"pg_switchover": pg_switchover, "pg_failover": pg_failover, "pg_replication_info": pg_replication_info}
 
 CONNECTION_CASES: dict[str, tuple[list, list]] = {
-    "transport": (["kubernetes", case("local", local_runtime_dir="/tmp/runtime")], ["docker", case("local")]),
     "kubeconfig": (["/root/.kube/config"], [""]),
     "validate_certs": ([True, "no"], ["sometimes"]),
     "ca_cert": (["/etc/ssl/ca.pem"], [""]),
     "client_cert": (["/etc/ssl/client.pem"], [""]),
     "client_key": (["/etc/ssl/client.key"], [""]),
-    "local_runtime_dir": (["/tmp/runtime"], [""]),
     "namespace": (["postgres", "team-a"], ["", "Postgres", "a" * 64, "ns;rm"]),
     "statefulset": (["postgres", "pg-main"], ["", "Postgres", "pg_main"]),
     "label_selector": (
@@ -270,7 +268,7 @@ def module_refusals(module_name: str, name: str, given: Any) -> list[str]:
     module = MODULES[module_name]
     value, others = (given.value, given.others) if isinstance(given, With) else (given, {})
     params = {**others, name: value}
-    validated = ArgumentSpecValidator(module.argument_spec(), required_if=[("transport", "local", ["local_runtime_dir"])]).validate(params)
+    validated = ArgumentSpecValidator(module.argument_spec()).validate(params)
     if validated.error_messages:
         return validated.error_messages
     validated_params = validated.validated_parameters

@@ -35,7 +35,7 @@ def api(tmp_path):
 
 
 def backend_for(api: FakeKubeApi, token: str = "good-token", namespace: str = "postgres") -> KubernetesBackend:
-    return backend_from_params({"transport": "kubernetes", "host": api.url, "api_key": token, "namespace": namespace})
+    return backend_from_params({"host": api.url, "api_key": token, "namespace": namespace})
 
 
 def closed_port() -> int:

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A simulated cluster for the procedure's unit tests (no test here; imported by the tests).
 
-The API side is the real ``LocalApiStore`` behind the real ``LocalBackend``; only exec is simulated:
+The API side is the local pod runtime's object store (optimistic concurrency as the API server's);
+only exec is simulated:
 ``psql`` answers ``_replication.STATUS_SQL`` with the JSON shape PostgreSQL 15 produces, and
 ``ctl.sh`` answers every verb with the JSON and exit codes of ``roles/pg_cluster/files/scripts/ctl.sh``.
 The simulation keeps the invariants the real servers have (a held, stopped primary ships its WAL
@@ -19,9 +20,16 @@ import threading
 import time
 from typing import Any, Callable
 
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import ExecResult, PodUnavailable, StdinLine
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._local_api import LocalApiStore
-from ansible_collections.dbonk8s.postgresql.plugins.module_utils._local_backend import LocalBackend
+from ansible_collections.dbonk8s.postgresql.plugins.module_utils._cluster import (
+    ClusterBackend,
+    ClusterError,
+    Conflict,
+    ExecResult,
+    NotFound,
+    PodUnavailable,
+    StdinLine,
+)
+from tests.localpods.api.store import LocalApiError, LocalApiStore
 from ansible_collections.dbonk8s.postgresql.plugins.module_utils._pgtext import lsn_from_int, lsn_to_int
 
 NAMESPACE = "postgres"
@@ -56,8 +64,6 @@ class FakeCluster:
     def __init__(self, root: str, members: int = 3) -> None:
         self.root = root
         self.store = LocalApiStore(os.path.join(root, "api"))
-        with open(os.path.join(root, "runtime.json"), "w", encoding="utf-8") as runtime:
-            json.dump({"exec_argv": ["/bin/false"], "namespace": NAMESPACE, "statefulset": NAME}, runtime)
         self.members: dict[str, Member] = {}
         names = [f"{NAME}-{i}" for i in range(members)]
         for i, name in enumerate(names):
@@ -368,12 +374,55 @@ class Refusal(Exception):
         self.rc = rc
 
 
-class FakeBackend(LocalBackend):
-    """The real local backend (API store, optimistic concurrency) with the simulated exec."""
+class FakeBackend(ClusterBackend):
+    """The API primitives over the store, with the API server's errors, and the simulated exec."""
 
     def __init__(self, cluster: FakeCluster) -> None:
-        super().__init__(cluster.root, namespace=NAMESPACE)
+        super().__init__(NAMESPACE)
         self.cluster = cluster
+        self.store = cluster.store
+
+    def _call(self, what: str, func: Callable[..., Any], *args: Any) -> Any:
+        try:
+            result = func(*args)
+        except LocalApiError as exc:
+            if exc.status == 404:
+                raise NotFound(f"{what} not found", status=404) from None
+            if exc.status == 409:
+                raise Conflict(f"{what} changed concurrently (409 Conflict): {exc.message}", status=409) from None
+            raise ClusterError(f"{what}: {exc}", status=exc.status) from None
+        if result is None and func == self.store.get:
+            raise NotFound(f"{what} not found", status=404)
+        return result
+
+    def check_namespace(self) -> None:
+        if NAMESPACE not in self.store.namespaces():
+            raise NotFound(f"namespace {NAMESPACE} not found")
+
+    def get_statefulset(self, name: str) -> dict:
+        return self._call(f"StatefulSet {NAMESPACE}/{name}", self.store.get, "StatefulSet", NAMESPACE, name)
+
+    def list_pods(self, label_selector: dict[str, str] | None) -> list[dict]:
+        return self._call(f"pods in namespace {NAMESPACE}", self.store.list, "Pod", NAMESPACE, label_selector)
+
+    def get_configmap(self, name: str) -> dict:
+        return self._call(f"ConfigMap {NAMESPACE}/{name}", self.store.get, "ConfigMap", NAMESPACE, name)
+
+    def replace_configmap(self, configmap: dict) -> dict:
+        obj = {"apiVersion": "v1", "kind": "ConfigMap", **configmap, "metadata": {**configmap["metadata"], "namespace": NAMESPACE}}
+        return self._call(f"ConfigMap {NAMESPACE}/{obj['metadata']['name']}", self.store.replace, obj)
+
+    def patch_configmap(self, name: str, patch: dict) -> dict:
+        return self._call(f"ConfigMap {NAMESPACE}/{name}", self.store.patch_merge, "ConfigMap", NAMESPACE, name, patch)
+
+    def get_service(self, name: str) -> dict:
+        return self._call(f"Service {NAMESPACE}/{name}", self.store.get, "Service", NAMESPACE, name)
+
+    def patch_service(self, name: str, patch: dict) -> dict:
+        return self._call(f"Service {NAMESPACE}/{name}", self.store.patch_merge, "Service", NAMESPACE, name, patch)
+
+    def patch_pod_labels(self, pod_name: str, labels: dict[str, str | None]) -> dict:
+        return self._call(f"pod {NAMESPACE}/{pod_name}", self.store.patch_merge, "Pod", NAMESPACE, pod_name, {"metadata": {"labels": labels}})
 
     def exec(self, pod_name: str, argv: list[str], timeout: float, stdin: StdinLine | None = None) -> ExecResult:
         return self.cluster.exec(pod_name, argv, stdin)

@@ -103,7 +103,7 @@ def test_wait_for_met(api, run_in_process):
         ({"statefulset": "postgres", "label_selector": {"app": "x"}}, "parameters are mutually exclusive: statefulset|label_selector"),
         ({"exec_timeout": 0}, "exec_timeout=0 must be a whole number of at least 1."),
         ({"wait_for": {"min_streaming": -1}}, "wait_for.min_streaming=-1 must be a whole number of at least 0."),
-        ({"transport": "local"}, "transport is local but all of the following are missing: local_runtime_dir"),
+        ({"transport": "local"}, "module: transport. Supported parameters include"),
     ],
 )
 def test_bad_inputs_fail_cleanly(api, extra, message, run_in_process):
@@ -125,15 +125,3 @@ def test_no_kubeconfig_at_all(run_in_process):
     result = run_in_process(pg_replication_info, {})
     assert result["failed"] is True
     assert "cannot load the Kubernetes client configuration" in result["msg"]
-
-
-def test_missing_runtime_dir(tmp_path, run_in_process):
-    result = run_in_process(pg_replication_info, {"transport": "local", "local_runtime_dir": str(tmp_path / "gone")})
-    assert result["failed"] is True
-    assert result["msg"] == f"local runtime directory {tmp_path / 'gone'} does not exist (is the local pod runtime running?)"
-
-
-def test_local_transport_warns_about_kubernetes_options(tmp_path):
-    result = run_module(tmp_path, {"transport": "local", "local_runtime_dir": str(tmp_path / "gone"), "context": "kind"})
-    # ansible-core 2.19 returns warnings as structured events; older versions as strings.
-    assert "transport=local ignores context" in json.dumps(result["warnings"])
