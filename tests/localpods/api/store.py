@@ -23,6 +23,7 @@ import uuid
 from typing import Any, Iterator
 
 from tests.localpods.api.errors import ApiError
+from tests.localpods.api.patches import merge_patch
 
 __all__ = ["CLUSTER", "ApiError", "LocalApiError", "LocalApiStore", "merge_patch"]
 
@@ -31,19 +32,6 @@ CLUSTER = "_cluster"
 JOURNAL_LENGTH = 20000
 # The old name, kept for the runtime's callers.
 LocalApiError = ApiError
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """Apply an RFC 7386 JSON merge patch and return the result (the inputs are not modified)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def now_rfc3339() -> str:
