@@ -20,7 +20,7 @@ import os
 import tempfile
 import threading
 import uuid
-from typing import Any, Iterator
+from typing import Iterator
 
 from tests.localpods.api.errors import ApiError
 from tests.localpods.api.patches import merge_patch
