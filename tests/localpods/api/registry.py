@@ -240,13 +240,14 @@ class Registry:
             return result
         return self.store.write_locked(result)
 
-    def _live(self, resource: Resource, namespace: str | None, name: str) -> dict | None:
+    def live(self, resource: Resource, namespace: str | None, name: str) -> dict | None:
+        """The stored object, or None."""
         return self.store.get(resource.kind, namespace if resource.namespaced else None, name)
 
     def update(self, resource: Resource, namespace: str | None, name: str, body: Any, manager: str, dry_run: bool = False, subresource: str = "") -> dict:
         new = self._check_identity(resource, namespace, body, name)
         with self.store.locked():
-            stored = self._live(resource, namespace, name)
+            stored = self.live(resource, namespace, name)
             if stored is None:
                 raise not_found(resource.plural, name, resource.group)
             wanted = new["metadata"].get("resourceVersion")
@@ -281,7 +282,7 @@ class Registry:
         if patch_type == "apply" and not manager:
             raise bad_request("PATCH requests of type application/apply-patch+yaml require a fieldManager")
         with self.store.locked():
-            stored = self._live(resource, namespace, name)
+            stored = self.live(resource, namespace, name)
             if patch_type == "apply":
                 applied = self._check_identity(resource, namespace, body, name)
                 if stored is None:
@@ -325,7 +326,7 @@ class Registry:
         """The deleted object, or the object marked for deletion while finalizers remain."""
         options = options or {}
         with self.store.locked():
-            stored = self._live(resource, namespace, name)
+            stored = self.live(resource, namespace, name)
             if stored is None:
                 raise not_found(resource.plural, name, resource.group)
             preconditions = options.get("preconditions") or {}

@@ -456,9 +456,7 @@ class ApiServer:
                 dry_run = True
             if name:
                 deleted = self.registry.delete(resource, namespace, name, options, dry_run)
-                pending = (
-                    deleted["metadata"].get("deletionTimestamp") and self.registry._live(resource, namespace, name) is not None
-                )  # pylint: disable=protected-access
+                pending = deleted["metadata"].get("deletionTimestamp") and self.registry.live(resource, namespace, name) is not None
                 if pending or resource.kind in RETURN_DELETED_OBJECT:
                     handler.send_json(200, deleted)
                     return 200
