@@ -208,6 +208,17 @@ def _cross_problems(values: dict[str, Any]) -> Iterable[str]:
             "pg_cluster_archive_mode=host_path only works on kind (every node mounts the same host directory); "
             "with pg_cluster_target=existing use pvc (a ReadWriteMany storage class) or none."
         )
+    if "pg_cluster_namespace_create" in values and not _truthy(values["pg_cluster_namespace_create"]):
+        if values.get("pg_cluster_target") == "kind":
+            yield (
+                "pg_cluster_namespace_create=false needs a namespace that exists, which a kind cluster the role creates "
+                "has not: use it with pg_cluster_target=existing."
+            )
+        if _truthy(values.get("pg_cluster_namespace_manage")):
+            yield (
+                "pg_cluster_namespace_manage=true labels the Namespace, which is cluster-scoped: it cannot be combined "
+                "with pg_cluster_namespace_create=false, which touches nothing cluster-scoped."
+            )
     superuser, replication_user = values.get("pg_cluster_superuser"), values.get("pg_cluster_replication_user")
     if superuser is not None and superuser == replication_user:
         yield "pg_cluster_replication_user must differ from pg_cluster_superuser (a dedicated replication role)."

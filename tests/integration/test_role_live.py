@@ -25,7 +25,13 @@ NAMESPACE = "postgres"
 
 
 def ansible_playbook(playbook: str, kubeconfig: str, *extra: str) -> tuple[int, dict]:
-    """The playbook's exit code and its recap per task name (the last result of each)."""
+    """The playbook's exit code and its recap (stats) for localhost; a failed run fails the test."""
+    report = playbook_report(playbook, kubeconfig, *extra)
+    return 0, report["stats"]["localhost"]
+
+
+def playbook_report(playbook: str, kubeconfig: str, *extra: str) -> dict:
+    """The ansible.posix.json report of a successful run; a failed run fails the test with its failed tasks."""
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
@@ -45,7 +51,19 @@ def ansible_playbook(playbook: str, kubeconfig: str, *extra: str) -> tuple[int, 
             if host.get("failed")
         ]
         pytest.fail(f"{playbook} failed: {failed}")
-    return completed.returncode, report["stats"]["localhost"]
+    return report
+
+
+def messages(report: dict, task_name: str) -> list[str]:
+    """What the debug task ``task_name`` said, in order (a role's tasks are named ``role : task``)."""
+    return [
+        str(host.get("msg"))
+        for play in report["plays"]
+        for task in play["tasks"]
+        if task["task"]["name"].rsplit(" : ", 1)[-1] == task_name
+        for host in task["hosts"].values()
+        if not host.get("skipped")
+    ]
 
 
 def versions(core: kubernetes.client.CoreV1Api, apps: kubernetes.client.AppsV1Api) -> dict[str, str]:
@@ -85,6 +103,14 @@ def test_the_second_apply_changes_nothing(deployed):
     _code, stats = ansible_playbook("site.yml", runtime.kubeconfig)
     assert stats["changed"] == 0, stats
     assert versions(core, apps) == before
+
+
+def test_the_namespace_the_role_created_names_its_cluster_and_no_instance(deployed):
+    _runtime, core, _apps, _pods = deployed
+    metadata = core.read_namespace(NAMESPACE).metadata
+    assert metadata.annotations["dbonk8s.io/clusters"] == "postgres"
+    assert metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert "app.kubernetes.io/instance" not in metadata.labels
 
 
 def test_check_mode_against_the_live_cluster_changes_nothing(deployed):

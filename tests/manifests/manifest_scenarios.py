@@ -42,6 +42,9 @@ SCENARIOS: Dict[str, Dict[str, Any]] = {
         "pg_cluster_client_cidrs": ["192.0.2.0/24", "2001:db8::/32"],
         "pg_cluster_client_namespace_labels": [{"kubernetes.io/metadata.name": "web"}],
         "pg_cluster_client_pod_labels": [{"app": "api", "tier": "backend"}],
+        # The namespace-only mode: nothing cluster-scoped is rendered.
+        "pg_cluster_target": "existing",
+        "pg_cluster_namespace_create": False,
     },
     # Strings, as `-e pg_cluster_members=5` passes them.
     "m5-any": {"pg_cluster_members": "5", "pg_cluster_sync_mode": "any", "pg_cluster_sync_count": "2"},
@@ -73,6 +76,7 @@ DEFAULTS: Dict[str, Any] = {
     "pg_cluster_client_namespace_labels": [],
     "pg_cluster_client_pod_labels": [],
     "pg_cluster_wal_segment_size_mb": 4,
+    "pg_cluster_namespace_create": True,
 }
 
 

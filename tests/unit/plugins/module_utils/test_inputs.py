@@ -156,6 +156,18 @@ ROLE_CASES: dict[str, tuple[list, list]] = {
         ["always", case("required", pg_cluster_kind_workers=2)],
     ),
     "pg_cluster_wait_timeout": ([600, "1"], [0, "ten"]),
+    "pg_cluster_namespace_create": (
+        [
+            True,
+            case(False, pg_cluster_target="existing", pg_cluster_archive_mode="pvc"),
+            case("no", pg_cluster_target="existing", pg_cluster_archive_mode="none"),
+        ],
+        ["maybe", False, case(False, pg_cluster_target="existing", pg_cluster_archive_mode="none", pg_cluster_namespace_manage=True)],
+    ),
+    "pg_cluster_namespace_manage": (
+        [True, "no", case(False, pg_cluster_namespace_create=False, pg_cluster_target="existing", pg_cluster_archive_mode="none")],
+        ["maybe"],
+    ),
     "pg_cluster_delete_volumes": ([True, "no"], ["maybe"]),
     "pg_cluster_delete_kind_cluster": ([False, case(True, pg_cluster_delete_volumes=True), case("yes", pg_cluster_delete_volumes="true")], ["maybe", True]),
 }
