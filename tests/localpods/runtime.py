@@ -49,6 +49,7 @@ import yaml
 from tests.localpods._api import LocalApiError, LocalApiStore
 from tests.localpods.api.server import ApiServer
 from tests.localpods.freezer import Freezer, FreezerError, join_argv
+from tests.localpods.services import ServiceProxies
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 OS_USER = "postgres"
@@ -405,7 +406,7 @@ class Pod:
         lines.append("exec sleep infinity")
         return "\n".join(lines) + "\n"
 
-    def _write_network_files(self) -> None:
+    def _hosts_text(self) -> str:
         runtime = self.runtime
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
         svc, ns = self.controller.service_name, self.namespace
@@ -417,7 +418,27 @@ class Pod:
             if ordinal == self.ordinal:
                 names.append(pod)
             lines.append(runtime.pod_ip(ns, pod) + "\t" + " ".join(names))
-        atomic_write(os.path.join(self.dir, "hosts"), "\n".join(lines) + "\n")
+        lines.extend(runtime.services.hosts_lines(ns))
+        return "\n".join(lines) + "\n"
+
+    def refresh_hosts(self) -> None:
+        """Rewrites the hosts file in place (the pod has it bind-mounted: a new file would not be seen)
+        when the Services' names changed; reads in the moment of the write may see it short."""
+        path = os.path.join(self.dir, "hosts")
+        text = self._hosts_text()
+        try:
+            with open(path, "r+", encoding="utf-8") as handle:
+                if handle.read() == text:
+                    return
+                handle.seek(0)
+                handle.truncate()
+                handle.write(text)
+        except FileNotFoundError:
+            return
+
+    def _write_network_files(self) -> None:
+        svc, ns = self.controller.service_name, self.namespace
+        atomic_write(os.path.join(self.dir, "hosts"), self._hosts_text())
         # No DNS server outside loopback: names missing from hosts fail at once.
         atomic_write(
             os.path.join(self.dir, "resolv.conf"),
@@ -1087,6 +1108,7 @@ class Runtime:
         self.volume_lock = threading.RLock()
         self.slot, self.slot_socket = self._claim_slot()
         self.spare_addresses = self._address_range()
+        self.services = ServiceProxies(self.store, self.slot, self.log, self.refresh_hosts)
         self.log_file = open(os.path.join(self.state_dir, "daemon.log"), "a", encoding="utf-8")  # pylint: disable=consider-using-with
         # This runtime's own cgroup, recorded in runtime.json so that `down` removes it even after
         # the daemon died; None (and why) when the machine offers no freezer: pods run, unfreezable.
@@ -1491,8 +1513,15 @@ class Runtime:
         self.log(f"pod {pod_name}: {'frozen' if frozen else 'thawed'}, processes {pids}")
         return pids
 
+    def refresh_hosts(self) -> None:
+        """The Services' names changed: every running pod's hosts file says so."""
+        for pod in self.live_pods():
+            if pod.pause is not None:
+                pod.refresh_hosts()
+
     def stop_all(self) -> None:
         self.shutdown.set()
+        self.services.stop()
         # After the shutdown flag, under each controller's lock: no pod is made after these.
         with self.controllers_lock:
             controllers = list(self.controllers.values())
@@ -1543,6 +1572,8 @@ class Runtime:
 
         reaper = threading.Thread(target=self.reaper.run, daemon=True)
         reaper.start()
+        # The Services' addresses exist before the first pod writes its hosts file.
+        self.services.start()
         # The StatefulSets imported have their controllers before the control socket answers.
         self.discover()
         # The API server and its kubeconfig exist before the control socket answers, so `up` hands out a working kubeconfig.
