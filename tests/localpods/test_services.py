@@ -159,7 +159,7 @@ def test_new_connections_follow_readiness_and_an_existing_one_keeps_its_endpoint
     assert address.startswith("127.1.") and address != echoes.address("echo-all")
     echoes.set_ready("echo-0", True)
     eventually(lambda: echoes.slice_conditions("echo") == {"echo-0": True, "echo-1": False}, timeout=10, message="the slice follows readiness")
-    assert {answered_by(address) for _ in range(4)} == {"echo-0"}
+    assert {answered_by(address) for _attempt in range(4)} == {"echo-0"}
     kept = Connection(address)
     assert kept.pod == "echo-0"
 
@@ -167,7 +167,7 @@ def test_new_connections_follow_readiness_and_an_existing_one_keeps_its_endpoint
     echoes.set_ready("echo-1", True)
     echoes.set_ready("echo-0", False)
     eventually(lambda: echoes.slice_conditions("echo") == {"echo-0": False, "echo-1": True}, timeout=10, message="the slice follows readiness")
-    assert {answered_by(address) for _ in range(4)} == {"echo-1"}
+    assert {answered_by(address) for _attempt in range(4)} == {"echo-1"}
     # The connection made before is still the one echo-0 answered, and still works.
     assert kept.echo("still here") == "still here"
     kept.close()
@@ -177,7 +177,7 @@ def test_publish_not_ready_addresses_uses_every_pod(echoes: Echoes):
     echoes.set_ready("echo-0", False)
     echoes.set_ready("echo-1", False)
     address = echoes.address("echo-all")
-    assert {answered_by(address) for _ in range(6)} == {"echo-0", "echo-1"}
+    assert {answered_by(address) for _attempt in range(6)} == {"echo-0", "echo-1"}
     assert echoes.slice_conditions("echo-all") == {"echo-0": True, "echo-1": True}
 
 
