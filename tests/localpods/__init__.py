@@ -1,1 +1,1 @@
-"""The local pod runtime: runs the rendered StatefulSet's pods as local processes (see README)."""
+"""The local pod runtime: runs the pods of the workloads in its object store as local processes (see README)."""

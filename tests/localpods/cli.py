@@ -3,7 +3,7 @@
 
 cli.py up MANIFEST_DIR [--state-dir DIR] [--replicas N]   start the daemon, wait until healthy
 cli.py up [--empty] [--state-dir DIR]                     start a daemon with an empty store
-cli.py --state-dir DIR status|wait|exec|logs|stop|start|kill|freeze|thaw|delete-pod|delete-volume|scale|down
+cli.py --state-dir DIR status|wait|exec|logs|stop|start|kill|freeze|thaw|hold-config|delete-pod|delete-volume|create-job|scale|down
 
 ``up MANIFEST_DIR`` imports the render directory into the store and waits until the pods of its
 (first) StatefulSet are ready; ``runtime.json`` names that StatefulSet and its namespace. ``up`` without
@@ -283,9 +283,9 @@ def _kill_pod_processes(state_dir: str, cgroup_members: Callable[[], list[int]] 
     return killed
 
 
-def exec_in_pod(state_dir: str, pod: str, argv: list[str], namespace: str | None = None) -> None:
-    """Runs argv inside the pod (of runtime.json's namespace unless given) and exits with the
-    command's exit code.
+def exec_in_pod(state_dir: str, pod: str, argv: list[str], namespace: str | None = None, container: str | None = None) -> None:
+    """Runs argv inside a container of the pod (of runtime.json's namespace unless given; the pod's
+    default container unless named) and exits with the command's exit code.
 
     Without a cgroup freezer this process is replaced by the command. With one, the command runs
     in a child that joins the pod's cgroup first (``_run_in_pod_cgroup``).
@@ -302,8 +302,10 @@ def exec_in_pod(state_dir: str, pod: str, argv: list[str], namespace: str | None
     except (FileNotFoundError, json.JSONDecodeError):
         sys.stderr.write(f"localpods: pod {pod} is not running\n")
         sys.exit(EXEC_FAILED)
-    if not info.get("running") or not info.get("pause_pid") or not os.path.exists(f"/proc/{info['pause_pid']}"):
-        sys.stderr.write(f"localpods: container {info.get('container')} of pod {pod} is not running\n")
+    container = container or info.get("default_container")
+    target = (info.get("containers") or {}).get(container) or {}
+    if not target.get("running") or not info.get("pause_pid") or not os.path.exists(f"/proc/{info['pause_pid']}"):
+        sys.stderr.write(f"localpods: container {container} of pod {pod} is not running\n")
         sys.exit(EXEC_FAILED)
     import pwd  # pylint: disable=import-outside-toplevel
 
@@ -327,12 +329,12 @@ def exec_in_pod(state_dir: str, pod: str, argv: list[str], namespace: str | None
         *argv,
     ]
     os.chdir("/")
-    if info.get("cgroup_join_argv"):
+    if target.get("cgroup_join_argv"):
         # Nothing to flush (the relay writes to the file descriptors): no interpreter shutdown.
-        os._exit(_run_in_pod_cgroup(info["cgroup_procs"], info["cgroup_join_argv"] + enter, info["env"]))  # pylint: disable=protected-access
+        os._exit(_run_in_pod_cgroup(target["cgroup_procs"], target["cgroup_join_argv"] + enter, target["env"]))  # pylint: disable=protected-access
     # Python ignores SIGPIPE; the command gets the default, as in a container.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    os.execvpe(enter[0], enter, info["env"])
+    os.execvpe(enter[0], enter, target["env"])
 
 
 # Sent by a caller to this process, passed on to the command. SIGINT and SIGQUIT come from a
@@ -429,6 +431,16 @@ def _fast_exec(argv: list[str]) -> None:
         exec_in_pod(argv[1], argv[3], argv[5:]) if argv[5:] else None
 
 
+def _seconds_or_kubelet(text: str) -> float | None:
+    """A period in seconds, or None for "kubelet": what Kubernetes would do."""
+    if text == "kubelet":
+        return None
+    value = float(text)
+    if value <= 0:
+        raise ValueError(text)
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     _fast_exec(sys.argv[1:] if argv is None else argv)
     import argparse  # pylint: disable=import-outside-toplevel
@@ -447,10 +459,20 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser = with_state_dir  # type: ignore[method-assign]
     timing = argparse.ArgumentParser(add_help=False)
-    timing.add_argument("--probe-period", type=float, default=0.25, help="readiness probe period (the rendered periodSeconds is meant for real clusters)")
+    timing.add_argument(
+        "--probe-period", type=_seconds_or_kubelet, default="kubelet", help="readiness probes' period in seconds; kubelet (default): each probe's periodSeconds"
+    )
     timing.add_argument("--backoff-initial", type=float, default=0.5)
     timing.add_argument("--backoff-max", type=float, default=5.0)
-    timing.add_argument("--config-refresh", type=float, default=1.0, help="seconds between refreshes of ConfigMap volumes")
+    timing.add_argument(
+        "--config-refresh",
+        type=_seconds_or_kubelet,
+        default=1.0,
+        help="seconds between refreshes of a pod's ConfigMap and Secret volumes; kubelet: a delay drawn from 1-90 s per pod and refresh",
+    )
+    timing.add_argument("--seed", type=int, default=0, help="seed of the kubelet-like refresh delays")
+    timing.add_argument("--no-liveness", action="store_true", help="run no liveness or startup probe (a container is never restarted by one)")
+    timing.add_argument("--image-map", action="append", default=[], metavar="FILE", help="image map entries over tests/localpods/images.yaml (repeatable)")
     timing.add_argument("--grace-max", type=float, default=30.0, help="cap of terminationGracePeriodSeconds")
     timing.add_argument("--home-namespace", default="default", help="an empty runtime's namespace in runtime.json, which verbs address by default")
     # Which pods a verb acts on: runtime.json's namespace and StatefulSet unless given.
@@ -473,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replicas", type=int)
     p.add_argument("--timeout", type=float, default=120)
     p = sub.add_parser("exec", parents=[in_namespace])
+    p.add_argument("-c", "--container", help="default: the pod's default container")
     p.add_argument("pod")
     p.add_argument("argv", nargs=argparse.REMAINDER)
     p = sub.add_parser("logs", parents=[in_namespace])
@@ -484,9 +507,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("pod")
     p.add_argument("-s", "--signal", default="KILL")
     p.add_argument("--target", choices=["postgres", "container"], default="postgres")
+    p = sub.add_parser("hold-config", parents=[in_namespace], help="keep a pod's ConfigMap and Secret volumes as they are now (a stale kubelet)")
+    p.add_argument("pod")
+    p.add_argument("--release", action="store_true", help="refresh them again on the kubelet's schedule")
     p = sub.add_parser("delete-volume", parents=[in_namespace])
     p.add_argument("pod")
     p.add_argument("volume", nargs="?", default="pgdata")
+    p = sub.add_parser("create-job", parents=[in_namespace], help="a Job from a CronJob's template now, as kubectl create job --from=cronjob/NAME")
+    p.add_argument("name")
+    p.add_argument("--from", dest="source", required=True, metavar="cronjob/NAME")
     p = sub.add_parser("scale", parents=[of_statefulset])
     p.add_argument("replicas", type=int)
     p = sub.add_parser("down")
@@ -498,16 +527,19 @@ def main(argv: list[str] | None = None) -> int:
         if not args.state_dir or not command:
             sys.stderr.write("localpods: usage: --state-dir DIR exec POD -- ARGV...\n")
             return EXEC_FAILED
-        exec_in_pod(args.state_dir, args.pod, command, args.namespace)
+        exec_in_pod(args.state_dir, args.pod, command, args.namespace, args.container)
     options = []
     if args.command in ("up", "daemon"):
         options = [
-            f"--probe-period={args.probe_period}",
+            f"--probe-period={'kubelet' if args.probe_period is None else args.probe_period}",
             f"--backoff-initial={args.backoff_initial}",
             f"--backoff-max={args.backoff_max}",
-            f"--config-refresh={args.config_refresh}",
+            f"--config-refresh={'kubelet' if args.config_refresh is None else args.config_refresh}",
+            f"--seed={args.seed}",
             f"--grace-max={args.grace_max}",
             f"--home-namespace={args.home_namespace}",
+            *(["--no-liveness"] if args.no_liveness else []),
+            *(f"--image-map={os.path.abspath(path)}" for path in args.image_map),
         ]
     try:
         if args.command == "up":
@@ -518,12 +550,23 @@ def main(argv: list[str] | None = None) -> int:
         if not args.state_dir:
             parser.error("--state-dir (or LOCALPODS_STATE_DIR) is required")
         if args.command == "daemon":
+            from tests.localpods.images import ImageMap  # pylint: disable=import-outside-toplevel
             from tests.localpods.runtime import Options, Runtime  # pylint: disable=import-outside-toplevel
 
+            options = Options(
+                probe_period=args.probe_period,
+                backoff_initial=args.backoff_initial,
+                backoff_max=args.backoff_max,
+                config_refresh=args.config_refresh,
+                grace_max=args.grace_max,
+                seed=args.seed,
+                liveness=not args.no_liveness,
+                images=ImageMap(args.image_map),
+            )
             runtime = Runtime(
                 args.state_dir,
                 args.manifest_dir,
-                Options(args.probe_period, args.backoff_initial, args.backoff_max, args.config_refresh, args.grace_max),
+                options,
                 args.replicas,
                 home_namespace=args.home_namespace,
             )
@@ -556,6 +599,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "down":
             down(args.state_dir, args.keep)
             return 0
+        if args.command == "create-job":
+            from tests.localpods._api import LocalApiError  # pylint: disable=import-outside-toplevel
+            from tests.localpods.workloads import job_from_cronjob  # pylint: disable=import-outside-toplevel
+
+            kind, _slash, source = args.source.partition("/")
+            if kind not in ("cronjob", "cronjobs", "cj") or not source:
+                raise LocalPodsError(f"--from {args.source}: only cronjob/NAME is supported")
+            namespace = args.namespace or _runtime_info(args.state_dir)["namespace"]
+            store = _store(args.state_dir)
+            cronjob = store.get("CronJob", namespace, source)
+            if cronjob is None:
+                raise LocalPodsError(f'cronjobs.batch "{source}" not found in namespace {namespace}')
+            try:
+                store.create(job_from_cronjob(cronjob, args.name, manual=True))
+            except LocalApiError as error:
+                raise LocalPodsError(f"create job {args.name}: {error}") from None
+            print(f"job.batch/{args.name} created")
+            return 0
         if args.command == "scale":
             if not 0 <= args.replicas <= max_members():
                 raise LocalPodsError(f"scale {args.replicas}: the number of members must be from 0 to {max_members()} (the role's limit)")
@@ -571,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
             extra = {"signal": args.signal, "target": args.target}
         if args.command == "delete-volume":
             extra = {"volume": args.volume}
+        if args.command == "hold-config":
+            extra = {"hold": not args.release}
         if args.namespace:
             extra["namespace"] = args.namespace
         response = request(args.state_dir, args.command, pod=args.pod, **extra)

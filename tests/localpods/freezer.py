@@ -2,9 +2,11 @@
 
 A runtime makes one cgroup of its own, ``dbonk8s-localpods-<random id>``, at the top of a freezer
 hierarchy (cgroup v1's ``freezer`` controller, else cgroup v2, where every cgroup below the root has
-``cgroup.freeze``), and one child cgroup per pod, named after the pod. Every process of a pod joins
-the pod's cgroup as it starts (``join_argv``), so whatever it forks belongs there too, and freezing
-the cgroup stops all of them, including the ones that join after the freeze.
+``cgroup.freeze``), one child cgroup per pod, named after the pod, and below it one cgroup per
+container of the pod. The pause process joins the pod's cgroup, every process of a container the
+container's (``join_argv``) as it starts, so whatever it forks belongs there too: freezing the pod's
+cgroup stops all of them, including the ones that join after the freeze, and a container's
+processes are known when it must be stopped alone.
 
 Only the standard library: the exec path of the CLI imports this module.
 """
@@ -145,9 +147,20 @@ class Freezer:
         self.set_frozen(pod, False)
         return os.path.join(cgroup, "cgroup.procs")
 
+    def make_container_cgroup(self, pod: str, container: str) -> str:
+        """Makes the cgroup of one container below the pod's and returns its ``cgroup.procs``."""
+        cgroup = os.path.join(self.pod_cgroup(pod), container)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(cgroup, 0o755)
+        return os.path.join(cgroup, "cgroup.procs")
+
     def members(self, pod: str) -> list[int]:
-        """The PIDs in the pod's cgroup (none when it does not exist)."""
-        return self._members(self.pod_cgroup(pod))
+        """The PIDs in the pod's cgroup and its containers' (none when it does not exist)."""
+        return [pid for cgroup in self._subtree(self.pod_cgroup(pod)) for pid in self._members(cgroup)]
+
+    def container_members(self, pod: str, container: str) -> list[int]:
+        """The PIDs in one container's cgroup."""
+        return self._members(os.path.join(self.pod_cgroup(pod), container))
 
     def is_frozen(self, pod: str) -> bool:
         return cgroup_is_frozen(self.pod_cgroup(pod))
@@ -178,8 +191,11 @@ class Freezer:
         raise FreezerError(f"pod {pod} did not thaw within {timeout:g}s")
 
     def remove_pod_cgroup(self, pod: str, timeout: float = 5.0) -> None:
-        """Removes the pod's cgroup, once the processes in it are gone; raises when they stay."""
-        self._remove(self.pod_cgroup(pod), timeout)
+        """Removes the pod's cgroup and its containers', once the processes in them are gone; raises
+        when they stay."""
+        deadline = time.monotonic() + timeout
+        for cgroup in self._subtree(self.pod_cgroup(pod)):
+            self._remove(cgroup, max(deadline - time.monotonic(), 0.5))
 
     # -- the whole runtime --------------------------------------------------------------------
 
@@ -191,11 +207,11 @@ class Freezer:
             return []
 
     def existing(self) -> list[str]:
-        """This runtime's cgroups that exist: its pods' and its own."""
-        return self.pod_cgroups() + ([self.root] if os.path.isdir(self.root) else [])
+        """This runtime's cgroups that exist: its pods', their containers' and its own."""
+        return [cgroup for pod in self.pod_cgroups() for cgroup in self._subtree(pod)] + ([self.root] if os.path.isdir(self.root) else [])
 
     def all_members(self) -> list[int]:
-        return [pid for cgroup in self.pod_cgroups() for pid in self._members(cgroup)]
+        return [pid for pod in self.pod_cgroups() for cgroup in self._subtree(pod) for pid in self._members(cgroup)]
 
     def thaw_all(self) -> None:
         """Thaws every pod's cgroup: a frozen process takes a SIGKILL only once thawed (cgroup v1)."""
@@ -210,7 +226,7 @@ class Freezer:
         found = self.existing()
         self.thaw_all()
         deadline = time.monotonic() + timeout
-        for cgroup in self.pod_cgroups():
+        for cgroup in [cgroup for pod in self.pod_cgroups() for cgroup in self._subtree(pod)]:
             while True:
                 members = self._members(cgroup)
                 if not members:
@@ -240,6 +256,18 @@ class Freezer:
             return _read(os.path.join(cgroup, "freezer.state")).strip() == ("FROZEN" if frozen else "THAWED")
         events = dict(line.split(" ", 1) for line in _read(os.path.join(cgroup, "cgroup.events")).splitlines() if " " in line)
         return events.get("frozen", "").strip() == ("1" if frozen else "0")
+
+    @staticmethod
+    def _subtree(cgroup: str) -> list[str]:
+        """``cgroup`` and the cgroups below it, the deepest first (the order they can be removed in)."""
+        found: list[str] = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(cgroup):
+                if entry.is_dir(follow_symlinks=False):
+                    found.extend(Freezer._subtree(entry.path))
+        if os.path.isdir(cgroup):
+            found.append(cgroup)
+        return found
 
     @staticmethod
     def _members(cgroup: str) -> list[int]:

@@ -54,13 +54,13 @@ def toy_statefulset(name: str, namespace: str, replicas: int, policy: str = "Par
                     "initContainers": [
                         {
                             "name": "init",
-                            "image": "toy",
+                            "image": "localpods/toy",
                             "command": ["sh", "-c", f"echo init of $POD_NAME; touch {DATA}/initialised"],
                             "env": env,
                             "volumeMounts": mounts,
                         }
                     ],
-                    "containers": [{"name": "main", "image": "toy", "command": ["sleep", "infinity"], "env": env, "volumeMounts": mounts}],
+                    "containers": [{"name": "main", "image": "localpods/toy", "command": ["sleep", "infinity"], "env": env, "volumeMounts": mounts}],
                     "volumes": [{"name": "config", "configMap": {"name": "toy-config"}}],
                 },
             },
@@ -239,7 +239,9 @@ def test_exec_process_runs_commands_and_refuses_what_kubernetes_refuses(localpod
     freezer = runtime.freezer()
     if freezer is not None:
         cgroups = run_in(runtime, "alpha", "toy-0", "cat", "/proc/self/cgroup")["stdout"]
-        assert f"/{os.path.basename(freezer.root)}/alpha_toy-0\n" in cgroups, "the command is in the pod's cgroup, which a freeze stops"
+        assert (
+            f"/{os.path.basename(freezer.root)}/alpha_toy-0/main\n" in cgroups
+        ), "the command is in its container's cgroup, below the pod's, which a freeze stops"
 
     def ask(pod: str, container: str, namespace: str = "alpha") -> tuple[int, str]:
         return refusal(runtime.request("exec-process", namespace=namespace, pod=pod, container=container, argv=["true"]))

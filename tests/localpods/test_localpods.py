@@ -7,6 +7,7 @@ by the tests of this module, in order; each test leaves every member ready and s
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import signal
@@ -321,7 +322,8 @@ DATA = "/var/lib/postgresql/data"  # the pgdata volume in the pod; volume_dir(f"
 
 def toy_manifests(source: str, target: str, init: list[str], main: list[str], probe: list[str] | None = None) -> str:
     """A copy of the rendered manifests whose pods run ``init`` and ``main`` instead of the pod
-    scripts, ready by the exec probe ``probe`` (at once without one): cheap, controllable pods."""
+    scripts, ready by the exec probe ``probe`` (at once without one), with no startup or liveness
+    probe (the rendered ones ask PostgreSQL): cheap, controllable pods."""
     os.makedirs(target)
     for name in sorted(os.listdir(source)):
         with open(os.path.join(source, name), encoding="utf-8") as handle:
@@ -332,9 +334,10 @@ def toy_manifests(source: str, target: str, init: list[str], main: list[str], pr
                 spec["initContainers"][0]["command"] = init
                 container = spec["containers"][0]
                 container["command"] = main
-                container.pop("readinessProbe")
+                for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+                    container.pop(kind)
                 if probe:
-                    container["readinessProbe"] = {"exec": {"command": probe}, "timeoutSeconds": 5, "failureThreshold": 1}
+                    container["readinessProbe"] = {"exec": {"command": probe}, "periodSeconds": 1, "timeoutSeconds": 5, "failureThreshold": 1}
         with open(os.path.join(target, name), "w", encoding="utf-8") as handle:
             yaml.safe_dump_all(documents, handle)
     return target
@@ -364,8 +367,9 @@ def lines(path: str) -> list[str]:
 
 
 def test_leftover_check_sees_a_pod_still_in_its_init_container(localpods_factory, localpods_manifests: str, tmp_path) -> None:
-    """No exec.json yet (it is written when the main container starts): the pause process and the
-    init container are found as descendants of the daemon."""
+    """While the init container runs, exec.json knows only it (exec reaches a running init container,
+    as in Kubernetes, and not the main one): the pause process and the init container are found as
+    descendants of the daemon."""
     manifests = toy_manifests(localpods_manifests, str(tmp_path / "manifests"), init=["sleep", "infinity"], main=["sleep", "infinity"])
     runtime = localpods_factory(manifests, replicas=1, wait=False)
     postgres_uid = pwd.getpwnam("postgres").pw_uid
@@ -379,7 +383,9 @@ def test_leftover_check_sees_a_pod_still_in_its_init_container(localpods_factory
     status = runtime.pod("postgres-0")["status"]
     assert "running" in status["initContainerStatuses"][0]["state"]
     assert status["containerStatuses"][0]["state"] == {"waiting": {"reason": "PodInitializing"}}
-    assert not os.path.exists(os.path.join(runtime.state_dir, "pods", "postgres-0", "exec.json"))
+    with open(os.path.join(runtime.state_dir, "pods", "postgres-0", "exec.json"), encoding="utf-8") as handle:
+        assert list(json.load(handle)["containers"]) == ["init-postgres"]
+    assert "container postgres of pod postgres-0 is not running" in runtime.exec("postgres-0", "true", check=False).stderr
     processes = runtime.processes()
     assert set(found) <= {pid for pid, _started in processes}
     runtime.down()
@@ -392,9 +398,14 @@ def test_leftovers_are_reported_and_down_after_a_dead_daemon_kills_them(localpod
     manifests = toy_manifests(localpods_manifests, str(tmp_path / "manifests"), init=["true"], main=["sh", "-c", "sleep infinity & wait"])
     runtime = localpods_factory(manifests, replicas=1)
     state_dir, daemon_pid = runtime.state_dir, runtime.daemon_pid
+
+    def pause_container_and_its_child() -> set | None:
+        found = {(pid, started) for pid, started in runtime.processes() if pid != daemon_pid}
+        # A container without a readiness probe is ready as it starts, maybe before its shell forked.
+        return found if sorted(process_command(pid) for pid, _started in found) == ["sh", "sleep", "sleep"] else None
+
+    pods = eventually(pause_container_and_its_child, timeout=30, message="pause, container, its child")
     processes = runtime.processes()
-    pods = {(pid, started) for pid, started in processes if pid != daemon_pid}
-    assert sorted(process_command(pid) for pid, _started in pods) == ["sh", "sleep", "sleep"], "pause, container, its child"
 
     def daemon_dies() -> None:
         os.kill(daemon_pid, signal.SIGKILL)
@@ -593,7 +604,9 @@ def test_frozen_pod_is_deleted_and_down_after_freeze_leaves_nothing_behind(local
         runtime.cli("freeze", pod)
     processes = runtime.processes()
     cgroups = runtime.cgroups()
-    assert len(cgroups) == 3, f"the runtime's cgroup and one per pod: {cgroups}"
+    root = runtime.freezer().root
+    expected = [root] + [os.path.join(root, pod, *container) for pod in ("postgres-0", "postgres-1") for container in ((), ("init-postgres",), ("postgres",))]
+    assert sorted(cgroups) == sorted(expected), "the runtime's cgroup, one per pod and one per container of each"
     runtime.down()
     assert still_running(processes) == []
     assert [cgroup for cgroup in cgroups if os.path.exists(cgroup)] == []

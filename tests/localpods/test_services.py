@@ -39,11 +39,11 @@ Server((os.environ["POD_IP"], 8080), Echo).serve_forever()
 def echo_statefulset(ready_dir: str) -> dict:
     container = {
         "name": "echo",
-        "image": "toy",
+        "image": "localpods/toy",
         "command": [sys.executable, "-c", ECHO_SERVER],
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "ports": [{"name": "echo", "containerPort": 8080}],
-        "readinessProbe": {"exec": {"command": ["sh", "-c", f'test -f "{ready_dir}/$(hostname)"']}, "failureThreshold": 1},
+        "readinessProbe": {"exec": {"command": ["sh", "-c", f'test -f "{ready_dir}/$(hostname)"']}, "periodSeconds": 1, "failureThreshold": 1},
     }
     return {
         "apiVersion": "apps/v1",
